@@ -1,0 +1,720 @@
+//! The access model: roles, actions, plans and the one decision function.
+//!
+//! This module sits between token resolution and forwarding in the request
+//! flow. It is pure: the caller hands it the token's scope, the repository as
+//! the registry knows it and the company default role, and it answers allow or
+//! a denial that says why. Nothing here performs I/O, so every rule of
+//! DESIGN.md §2 is tested cell by cell without a store.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A role a token holds on one repository. Roles are sets of actions, not a
+/// ladder: a maintainer may not review, a reviewer may not maintain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Allows nothing.
+    NoAccess,
+    /// Read, comment and clone.
+    Viewer,
+    /// Viewer plus integrate and write.
+    Developer,
+    /// Developer plus review.
+    Reviewer,
+    /// Developer plus maintain (but not review).
+    Maintainer,
+    /// Every repository action.
+    RepositoryAdmin,
+    /// Every repository action.
+    CompanyAdmin,
+}
+
+/// What a proxied request needs on its repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Read repository information, exports, API reads.
+    Read,
+    /// Add comments or notes.
+    Comment,
+    /// Fetch repository contents (git upload-pack).
+    Clone,
+    /// Set up integrations and webhooks.
+    Integrate,
+    /// Push, branches, pull and merge requests.
+    Write,
+    /// Approve, set review status, snooze.
+    Review,
+    /// Settings, automation rules, protected branches, delete.
+    Maintain,
+    /// Start scans; held by admin tokens only, whatever the role.
+    Scan,
+}
+
+/// The account plan from `[account] plan`; it decides which tokens can be minted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    /// Admin and user tokens.
+    Freemium,
+    /// Admin and user tokens.
+    Premium,
+    /// Admin tokens and enterprise tokens with a role per repository.
+    Enterprise,
+}
+
+/// The three kinds of token of the product page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Every action on every repository, present and future, and `scan`.
+    Admin,
+    /// Freemium and premium: reviewer on the repositories that existed at minting.
+    User,
+    /// Enterprise: a chosen role per repository, the default role for later ones.
+    Enterprise,
+}
+
+/// The company default role: the role an enterprise token gets on a
+/// repository created after it was minted. Never above `reviewer`, which the
+/// constructor enforces so no other code has to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DefaultRole(Role);
+
+/// The error of a name that is not a role, an action, or an allowed default role.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not one of the seven role names.
+    #[error("unknown role `{0}`; expected one of no_access, viewer, developer, reviewer, maintainer, repository_admin, company_admin")]
+    UnknownRole(String),
+    /// Not one of the eight action names.
+    #[error("unknown action `{0}`; expected one of read, comment, clone, integrate, write, review, maintain, scan")]
+    UnknownAction(String),
+    /// A default role above reviewer.
+    #[error(
+        "default role `{0}` is above reviewer; expected no_access, viewer, developer or reviewer"
+    )]
+    DefaultTooHigh(Role),
+}
+
+// Each action is one bit; a role is the set of its actions' bits.
+const READ: u8 = 1 << 0;
+const COMMENT: u8 = 1 << 1;
+const CLONE: u8 = 1 << 2;
+const INTEGRATE: u8 = 1 << 3;
+const WRITE: u8 = 1 << 4;
+const REVIEW: u8 = 1 << 5;
+const MAINTAIN: u8 = 1 << 6;
+const SCAN: u8 = 1 << 7;
+
+const VIEWER_SET: u8 = READ | COMMENT | CLONE;
+const DEVELOPER_SET: u8 = VIEWER_SET | INTEGRATE | WRITE;
+const EVERY_REPO_ACTION: u8 = DEVELOPER_SET | REVIEW | MAINTAIN;
+
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 7] = [
+        Role::NoAccess,
+        Role::Viewer,
+        Role::Developer,
+        Role::Reviewer,
+        Role::Maintainer,
+        Role::RepositoryAdmin,
+        Role::CompanyAdmin,
+    ];
+
+    /// The role's name as written in config, JSON and CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::NoAccess => "no_access",
+            Role::Viewer => "viewer",
+            Role::Developer => "developer",
+            Role::Reviewer => "reviewer",
+            Role::Maintainer => "maintainer",
+            Role::RepositoryAdmin => "repository_admin",
+            Role::CompanyAdmin => "company_admin",
+        }
+    }
+
+    /// Whether this role allows `action`. No role allows `scan`.
+    pub fn allows(self, action: Action) -> bool {
+        self.action_set() & action.bit() != 0
+    }
+
+    fn action_set(self) -> u8 {
+        match self {
+            Role::NoAccess => 0,
+            Role::Viewer => VIEWER_SET,
+            Role::Developer => DEVELOPER_SET,
+            Role::Reviewer => DEVELOPER_SET | REVIEW,
+            Role::Maintainer => DEVELOPER_SET | MAINTAIN,
+            Role::RepositoryAdmin | Role::CompanyAdmin => EVERY_REPO_ACTION,
+        }
+    }
+}
+
+impl Action {
+    /// Every action, in the order of the role table.
+    pub const ALL: [Action; 8] = [
+        Action::Read,
+        Action::Comment,
+        Action::Clone,
+        Action::Integrate,
+        Action::Write,
+        Action::Review,
+        Action::Maintain,
+        Action::Scan,
+    ];
+
+    /// The action's name as written in config and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Comment => "comment",
+            Action::Clone => "clone",
+            Action::Integrate => "integrate",
+            Action::Write => "write",
+            Action::Review => "review",
+            Action::Maintain => "maintain",
+            Action::Scan => "scan",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            Action::Read => READ,
+            Action::Comment => COMMENT,
+            Action::Clone => CLONE,
+            Action::Integrate => INTEGRATE,
+            Action::Write => WRITE,
+            Action::Review => REVIEW,
+            Action::Maintain => MAINTAIN,
+            Action::Scan => SCAN,
+        }
+    }
+}
+
+impl Plan {
+    /// The plan's name as written in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Freemium => "freemium",
+            Plan::Premium => "premium",
+            Plan::Enterprise => "enterprise",
+        }
+    }
+
+    /// The kind of a non-admin token minted on this plan.
+    pub fn member_kind(self) -> TokenKind {
+        match self {
+            Plan::Freemium | Plan::Premium => TokenKind::User,
+            Plan::Enterprise => TokenKind::Enterprise,
+        }
+    }
+}
+
+impl TokenKind {
+    /// The kind's name as written in JSON, CSV and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::User => "user",
+            TokenKind::Enterprise => "enterprise",
+        }
+    }
+}
+
+impl DefaultRole {
+    /// The default when nothing is configured: new repositories are closed.
+    pub const NO_ACCESS: DefaultRole = DefaultRole(Role::NoAccess);
+
+    /// Accepts `no_access`, `viewer`, `developer` or `reviewer`.
+    pub fn new(role: Role) -> Result<Self, ParseError> {
+        match role {
+            Role::NoAccess | Role::Viewer | Role::Developer | Role::Reviewer => {
+                Ok(DefaultRole(role))
+            }
+            other => Err(ParseError::DefaultTooHigh(other)),
+        }
+    }
+
+    /// The role itself.
+    pub fn role(self) -> Role {
+        self.0
+    }
+}
+
+impl Default for DefaultRole {
+    fn default() -> Self {
+        DefaultRole::NO_ACCESS
+    }
+}
+
+impl<'de> Deserialize<'de> for DefaultRole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let role = Role::deserialize(d)?;
+        DefaultRole::new(role).map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! name_impls {
+    ($ty:ty, $err:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = ParseError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| ParseError::$err(s.to_owned()))
+            }
+        }
+    };
+}
+
+name_impls!(Role, UnknownRole);
+name_impls!(Action, UnknownAction);
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a token may reach, fixed when it is minted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    /// Admin, user or enterprise.
+    pub kind: TokenKind,
+    /// Enterprise only: the role chosen per repository at minting.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, Role>,
+    /// The store sequence number at minting. A repository whose own sequence
+    /// number is lower existed when the token was minted; a higher one was
+    /// created later. A counter, unlike a wall clock, cannot tie or go back.
+    pub minted_seq: u64,
+}
+
+/// Whether the token may still be used at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    /// When the token was revoked, in Unix milliseconds.
+    pub revoked_at: Option<u64>,
+    /// When the token expires, in Unix milliseconds.
+    pub expires_at: Option<u64>,
+}
+
+/// The repository a request is about, as the registry knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// A registered repository, with its canonical name and creation sequence.
+    Registered {
+        /// The canonical name (aliases are already resolved).
+        name: &'a str,
+        /// The store sequence number at the repository's registration.
+        created_seq: u64,
+    },
+    /// A repository name the registry does not know.
+    Unregistered(&'a str),
+    /// A rule with no repository source: the action is needed on every repository.
+    Every,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The token was revoked.
+    #[error("token was revoked")]
+    Revoked,
+    /// The token expired.
+    #[error("token has expired")]
+    Expired,
+    /// `scan` was asked for by a token that is not an admin token.
+    #[error("only admin tokens may start scans")]
+    ScanNeedsAdmin,
+    /// The token's role on the repository does not include the action.
+    #[error("role {role} on {repo} does not allow {action}")]
+    RoleLacksAction {
+        /// The role the token holds on the repository.
+        role: Role,
+        /// The action the request needs.
+        action: Action,
+        /// The repository's canonical name.
+        repo: String,
+    },
+    /// Only admin tokens reach repositories that are not registered.
+    #[error("repository {0} is not registered; only admin tokens reach it")]
+    Unregistered(String),
+    /// The request names no repository, so only a token with the action on
+    /// every repository passes.
+    #[error("{0} without a repository needs an admin token")]
+    NeedsEveryRepository(Action),
+}
+
+impl Denial {
+    /// True where the token itself is no longer usable (a 401, not a 403).
+    pub fn is_invalid_token(&self) -> bool {
+        matches!(self, Denial::Revoked | Denial::Expired)
+    }
+}
+
+/// The role a non-admin scope holds on a registered repository.
+///
+/// A repository chosen at minting has its chosen role. One that existed at
+/// minting and was not chosen is `no_access`: the default role never widens
+/// it. One created after minting gets the company default role (enterprise)
+/// or nothing (user tokens snapshot the repositories of their minting).
+pub fn role_on(scope: &Scope, repo: &str, created_seq: u64, default: DefaultRole) -> Role {
+    match scope.kind {
+        TokenKind::Admin => Role::CompanyAdmin,
+        TokenKind::User if created_seq < scope.minted_seq => Role::Reviewer,
+        TokenKind::User => Role::NoAccess,
+        TokenKind::Enterprise => match scope.grants.get(repo) {
+            Some(role) => *role,
+            None if created_seq < scope.minted_seq => Role::NoAccess,
+            None => default.role(),
+        },
+    }
+}
+
+/// Decides one request: may a token with `scope` and `validity` perform
+/// `action` on `target` at `now_ms`?
+pub fn decide(
+    scope: &Scope,
+    validity: Validity,
+    target: Target<'_>,
+    action: Action,
+    default: DefaultRole,
+    now_ms: u64,
+) -> Result<(), Denial> {
+    if validity.revoked_at.is_some() {
+        return Err(Denial::Revoked);
+    }
+    if validity.expires_at.is_some_and(|at| at <= now_ms) {
+        return Err(Denial::Expired);
+    }
+
+    // Admin tokens hold every action, scan included, on every repository.
+    if scope.kind == TokenKind::Admin {
+        return Ok(());
+    }
+    if action == Action::Scan {
+        return Err(Denial::ScanNeedsAdmin);
+    }
+
+    let (name, created_seq) = match target {
+        Target::Registered { name, created_seq } => (name, created_seq),
+        Target::Unregistered(name) => return Err(Denial::Unregistered(name.to_owned())),
+        Target::Every => return Err(Denial::NeedsEveryRepository(action)),
+    };
+    let role = role_on(scope, name, created_seq, default);
+    if role.allows(action) {
+        Ok(())
+    } else {
+        Err(Denial::RoleLacksAction {
+            role,
+            action,
+            repo: name.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The role table of DESIGN.md §2, written out cell by cell, independent
+    /// of the bit sets above: (role, read, comment, clone, integrate, write,
+    /// review, maintain, scan).
+    const TABLE: [(Role, [bool; 8]); 7] = [
+        (
+            Role::NoAccess,
+            [false, false, false, false, false, false, false, false],
+        ),
+        (
+            Role::Viewer,
+            [true, true, true, false, false, false, false, false],
+        ),
+        (
+            Role::Developer,
+            [true, true, true, true, true, false, false, false],
+        ),
+        (
+            Role::Reviewer,
+            [true, true, true, true, true, true, false, false],
+        ),
+        (
+            Role::Maintainer,
+            [true, true, true, true, true, false, true, false],
+        ),
+        (
+            Role::RepositoryAdmin,
+            [true, true, true, true, true, true, true, false],
+        ),
+        (
+            Role::CompanyAdmin,
+            [true, true, true, true, true, true, true, false],
+        ),
+    ];
+
+    const VALID: Validity = Validity {
+        revoked_at: None,
+        expires_at: None,
+    };
+
+    fn scope(kind: TokenKind, grants: &[(&str, Role)], minted_seq: u64) -> Scope {
+        Scope {
+            kind,
+            grants: grants.iter().map(|(r, g)| (r.to_string(), *g)).collect(),
+            minted_seq,
+        }
+    }
+
+    fn repo(name: &str, created_seq: u64) -> Target<'_> {
+        Target::Registered { name, created_seq }
+    }
+
+    #[test]
+    fn every_cell_of_the_role_table_holds() {
+        for (role, row) in TABLE {
+            for (action, expected) in Action::ALL.into_iter().zip(row) {
+                assert_eq!(role.allows(action), expected, "{role} × {action}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_cell_holds_through_an_enterprise_grant() {
+        for (role, row) in TABLE {
+            let s = scope(TokenKind::Enterprise, &[("acme/app", role)], 10);
+            for (action, expected) in Action::ALL.into_iter().zip(row) {
+                let got = decide(
+                    &s,
+                    VALID,
+                    repo("acme/app", 3),
+                    action,
+                    DefaultRole::NO_ACCESS,
+                    0,
+                );
+                assert_eq!(got.is_ok(), expected, "{role} × {action}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn admin_token_holds_every_action_on_every_repository() {
+        let s = scope(TokenKind::Admin, &[], 10);
+        for action in Action::ALL {
+            for target in [
+                repo("old", 1),
+                repo("new", 99),
+                Target::Unregistered("x"),
+                Target::Every,
+            ] {
+                assert_eq!(
+                    decide(&s, VALID, target, action, DefaultRole::NO_ACCESS, 0),
+                    Ok(())
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scan_is_refused_to_every_non_admin_token_whatever_its_role() {
+        let user = scope(TokenKind::User, &[], 10);
+        let ent = scope(TokenKind::Enterprise, &[("a", Role::CompanyAdmin)], 10);
+        for s in [&user, &ent] {
+            let got = decide(
+                s,
+                VALID,
+                repo("a", 1),
+                Action::Scan,
+                DefaultRole::NO_ACCESS,
+                0,
+            );
+            assert_eq!(got, Err(Denial::ScanNeedsAdmin));
+        }
+    }
+
+    #[test]
+    fn user_token_is_reviewer_on_repositories_that_existed_at_minting() {
+        let s = scope(TokenKind::User, &[], 10);
+        for action in Action::ALL {
+            let got = decide(&s, VALID, repo("old", 9), action, DefaultRole::NO_ACCESS, 0);
+            assert_eq!(got.is_ok(), Role::Reviewer.allows(action), "{action}");
+        }
+    }
+
+    #[test]
+    fn user_token_has_no_access_to_repositories_created_later_whatever_the_default() {
+        let s = scope(TokenKind::User, &[], 10);
+        let default = DefaultRole::new(Role::Reviewer).unwrap();
+        let got = decide(&s, VALID, repo("new", 11), Action::Read, default, 0);
+        assert!(matches!(
+            got,
+            Err(Denial::RoleLacksAction {
+                role: Role::NoAccess,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn enterprise_token_gets_the_current_default_role_on_later_repositories() {
+        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer)], 10);
+        for default in [
+            Role::NoAccess,
+            Role::Viewer,
+            Role::Developer,
+            Role::Reviewer,
+        ] {
+            let d = DefaultRole::new(default).unwrap();
+            for action in Action::ALL {
+                let got = decide(&s, VALID, repo("later", 11), action, d, 0);
+                let expected = action != Action::Scan && default.allows(action);
+                assert_eq!(got.is_ok(), expected, "default {default} × {action}");
+            }
+        }
+    }
+
+    #[test]
+    fn default_role_never_widens_repositories_that_existed_at_minting() {
+        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer)], 10);
+        let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
+        let unchosen = decide(&s, VALID, repo("unchosen", 4), Action::Read, reviewer, 0);
+        assert!(matches!(
+            unchosen,
+            Err(Denial::RoleLacksAction {
+                role: Role::NoAccess,
+                ..
+            })
+        ));
+        let chosen = decide(&s, VALID, repo("chosen", 4), Action::Write, reviewer, 0);
+        assert!(matches!(
+            chosen,
+            Err(Denial::RoleLacksAction {
+                role: Role::Viewer,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn explicit_grant_wins_over_default_role_even_on_a_later_repository() {
+        // A grant may name a repository that is later re-created: the grant holds.
+        let s = scope(TokenKind::Enterprise, &[("r", Role::NoAccess)], 10);
+        let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
+        assert!(decide(&s, VALID, repo("r", 12), Action::Read, reviewer, 0).is_err());
+    }
+
+    #[test]
+    fn non_admin_tokens_never_reach_unregistered_or_unnamed_repositories() {
+        let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
+        for s in [
+            scope(TokenKind::User, &[], 5),
+            scope(TokenKind::Enterprise, &[("x", Role::CompanyAdmin)], 5),
+        ] {
+            let unreg = decide(
+                &s,
+                VALID,
+                Target::Unregistered("x"),
+                Action::Read,
+                reviewer,
+                0,
+            );
+            assert_eq!(unreg, Err(Denial::Unregistered("x".into())));
+            let every = decide(&s, VALID, Target::Every, Action::Read, reviewer, 0);
+            assert_eq!(every, Err(Denial::NeedsEveryRepository(Action::Read)));
+        }
+    }
+
+    #[test]
+    fn revoked_and_expired_tokens_allow_nothing_even_for_admins() {
+        let s = scope(TokenKind::Admin, &[], 1);
+        let revoked = Validity {
+            revoked_at: Some(5),
+            expires_at: None,
+        };
+        let expired = Validity {
+            revoked_at: None,
+            expires_at: Some(100),
+        };
+        assert_eq!(
+            decide(
+                &s,
+                revoked,
+                repo("a", 0),
+                Action::Read,
+                DefaultRole::NO_ACCESS,
+                1
+            ),
+            Err(Denial::Revoked)
+        );
+        assert_eq!(
+            decide(
+                &s,
+                expired,
+                repo("a", 0),
+                Action::Read,
+                DefaultRole::NO_ACCESS,
+                100
+            ),
+            Err(Denial::Expired)
+        );
+        assert_eq!(
+            decide(
+                &s,
+                expired,
+                repo("a", 0),
+                Action::Read,
+                DefaultRole::NO_ACCESS,
+                99
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn default_role_above_reviewer_is_rejected() {
+        for role in Role::ALL {
+            let ok = DefaultRole::new(role).is_ok();
+            assert_eq!(ok, role <= Role::Reviewer, "{role}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_errors() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        for action in Action::ALL {
+            assert_eq!(action.as_str().parse::<Action>(), Ok(action));
+        }
+        assert_eq!(
+            "owner".parse::<Role>(),
+            Err(ParseError::UnknownRole("owner".into()))
+        );
+        assert_eq!(
+            "push".parse::<Action>(),
+            Err(ParseError::UnknownAction("push".into()))
+        );
+    }
+
+    #[test]
+    fn plans_mint_the_member_kind_of_the_product_page() {
+        assert_eq!(Plan::Freemium.member_kind(), TokenKind::User);
+        assert_eq!(Plan::Premium.member_kind(), TokenKind::User);
+        assert_eq!(Plan::Enterprise.member_kind(), TokenKind::Enterprise);
+    }
+}
