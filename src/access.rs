@@ -56,7 +56,7 @@ pub enum Action {
 }
 
 /// The account plan from `[account] plan`; it decides which tokens can be minted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Plan {
     /// Admin and user tokens.
@@ -64,6 +64,7 @@ pub enum Plan {
     /// Admin and user tokens.
     Premium,
     /// Admin tokens and enterprise tokens with a role per repository.
+    #[default]
     Enterprise,
 }
 

@@ -9,9 +9,19 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod admin;
+pub mod app;
 pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod logging;
 pub mod password;
+pub mod proxy;
+pub mod registry;
+pub mod route;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 /// The current time as Unix milliseconds.

@@ -171,6 +171,14 @@ pub fn verify(stored: &Digest, presented: &str) -> bool {
     digest(presented).ct_eq(stored).into()
 }
 
+/// `n` uniformly random base62 chars from the OS random source (also used
+/// for admin session strings).
+pub fn random_base62(n: usize) -> Result<String, getrandom::Error> {
+    let mut out = String::with_capacity(n);
+    push_random_base62(&mut out, n)?;
+    Ok(out)
+}
+
 /// Appends `n` uniformly random base62 chars. Bytes of 248 and above are
 /// skipped so `byte % 62` has no bias (248 = 4 × 62).
 fn push_random_base62(out: &mut String, n: usize) -> Result<(), getrandom::Error> {

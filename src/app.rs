@@ -1,0 +1,182 @@
+//! Wiring: open the store, build the first runtime, bind the listeners, run
+//! until a signal, then drain and flush. `serve` and `demo` both start here,
+//! and so do the integration tests (on port 0).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::cache::{self, TokenCache};
+use crate::config::Config;
+use crate::proxy::{self, Gateway, Runtime};
+use crate::registry::{Registry, RegistryError};
+use crate::store::{Store, StoreError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The config file's repositories could not be registered.
+    #[error("registering config repositories: {0}")]
+    Registry(#[from] RegistryError),
+    /// Routes, upstreams or TLS could not be built.
+    #[error(transparent)]
+    Runtime(#[from] proxy::RuntimeError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A started gateway.
+pub struct Running {
+    /// Where the proxy listener is bound (the real port when 0 was asked).
+    pub proxy_addr: SocketAddr,
+    /// Where the admin listener is bound.
+    pub admin_addr: SocketAddr,
+    /// The admin side's state.
+    pub admin: Arc<Admin>,
+    /// The shared data-plane state.
+    pub gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, flushes the store and waits.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the gateway stops by itself (after a signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the store, binds the listeners and starts serving.
+/// `until` ends the gateway when it completes (a signal, or a test's stop).
+pub async fn start(
+    config: Config,
+    until: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let store = Store::open(&config.store.path)?;
+    let registry = Arc::new(Registry::open(store.clone(), config.account.default_role)?);
+    let added = registry.sync_config(&config.repositories, crate::now_ms())?;
+    store.flush().await?;
+    let tokens = Arc::new(TokenCache::new(
+        store.clone(),
+        config.cache.ttl,
+        config.cache.max_entries,
+    ));
+    let flush_every = config.cache.last_used_flush;
+
+    let config = Arc::new(config);
+    let runtime = Runtime::build(Arc::clone(&config), 1)?;
+    let gateway = Arc::new(Gateway {
+        runtime: ArcSwap::from_pointee(runtime),
+        tokens: Arc::clone(&tokens),
+        registry,
+    });
+
+    let (proxy_listener, proxy_addr) = bind(config.server.listen).await?;
+    let (admin_listener, admin_addr) = bind(config.admin.listen).await?;
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(addr = %proxy_addr, scheme, repositories_added = added, "proxy listening");
+    tracing::info!(addr = %admin_addr, "admin listening");
+    if !admin_addr.ip().is_loopback() {
+        tracing::warn!(
+            addr = %admin_addr,
+            "the admin listener is reachable beyond this machine over plain HTTP: \
+             sessions and passwords cross the network unencrypted; bind it to loopback or put TLS in front"
+        );
+    }
+    let admin = Arc::new(Admin::new(Arc::clone(&gateway)));
+
+    let (stop, mut stopped) = watch::channel(false);
+    let writer = cache::spawn_last_used_writer(&tokens, flush_every);
+    let shutdown = async move {
+        tokio::select! {
+            () = until => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    };
+    let served = Arc::clone(&gateway);
+    let admin_stop = stop.subscribe();
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::clone(&admin),
+        stopped_signal(admin_stop),
+    ));
+    let task = tokio::spawn(async move {
+        proxy::listener::serve(proxy_listener, served, shutdown).await;
+        admin_task.abort();
+        writer.abort();
+        if let Err(e) = tokens.flush_last_used() {
+            tracing::warn!(error = %e, "could not write last-used times at shutdown");
+        }
+        match store.flush().await {
+            Ok(()) => tracing::info!("store flushed; stopped"),
+            Err(e) => tracing::error!(error = %e, "store flush at shutdown failed"),
+        }
+    });
+
+    Ok(Running {
+        proxy_addr,
+        admin_addr,
+        admin,
+        gateway,
+        stop,
+        task,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let fail = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
+}
+
+async fn stopped_signal(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupt received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

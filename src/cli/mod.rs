@@ -1,0 +1,259 @@
+//! The command line: `serve`, `demo`, `check-config`, `hash-password`, and the
+//! admin API client commands. `main.rs` only calls [`run`].
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+mod client;
+mod commands;
+
+use client::Target;
+use commands::{RepoCommand, TokenCommand};
+
+/// repogate: an authorization gateway in front of repository APIs.
+#[derive(Debug, Parser)]
+#[command(name = "repogate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway from a config file until SIGTERM or Ctrl-C.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on its embedded demo config with an echo upstream,
+    /// sample repositories and tokens, and print commands to try.
+    Demo,
+    /// Check a config file: exit 0 with a summary, or 1 with the error.
+    CheckConfig {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password from standard input and print its argon2id PHC string.
+    HashPassword,
+    /// Mint, list, revoke or export tokens through the admin API.
+    Token {
+        /// The admin API and output format.
+        #[command(flatten)]
+        target: Target,
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Register, list or remove repositories through the admin API.
+    Repo {
+        /// The admin API and output format.
+        #[command(flatten)]
+        target: Target,
+        /// What to do.
+        #[command(subcommand)]
+        command: RepoCommand,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Demo => demo(),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::HashPassword => hash_password(),
+        Command::Token { target, command } => client_call(commands::token(&target, command)),
+        Command::Repo { target, command } => client_call(commands::repo(&target, command)),
+    }
+}
+
+fn client_call(
+    call: impl std::future::Future<Output = Result<(), client::ClientError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(call) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = crate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match crate::app::start(config, crate::app::shutdown_signal()).await {
+            Ok(running) => {
+                running.wait().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "repogate could not start");
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn demo() -> ExitCode {
+    let config = match crate::demo::demo_config(Path::new(".")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: the embedded demo config is invalid: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _log = crate::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            print!("{}", summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A one-screen description of a valid config.
+pub fn summary(config: &Config) -> String {
+    let mut out = format!("{}: OK\n", config.source.display());
+    let tls = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    out += &format!("  proxy    {tls}://{}\n", config.server.listen);
+    out += &format!(
+        "  admin    http://{} ({} user(s))\n",
+        config.admin.listen,
+        config.admin.users.len()
+    );
+    out += &format!("  store    {}\n", config.store.path.display());
+    out += &format!(
+        "  account  plan {}, default role {}\n",
+        config.account.plan.as_str(),
+        config.account.default_role.role()
+    );
+    for up in &config.upstreams {
+        out += &format!(
+            "  upstream {} -> {} ({} injected header(s))\n",
+            up.name,
+            up.url,
+            up.headers.len()
+        );
+    }
+    for route in &config.routes {
+        let preset = route
+            .preset
+            .map(|p| format!(" preset {p}"))
+            .unwrap_or_default();
+        out += &format!(
+            "  route    {} -> {}{} ({} rule(s))\n",
+            route.prefix,
+            route.upstream,
+            preset,
+            route.rules.len()
+        );
+    }
+    out += &format!("  repositories {}\n", config.repositories.len());
+    out
+}
+
+fn hash_password() -> ExitCode {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("password: ").map_err(|e| e.to_string())
+    } else {
+        read_line_from_stdin()
+    };
+    let password = match password {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => {
+            eprintln!("error: empty password");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: cannot read password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::password::hash(&password) {
+        Ok(phc) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_line_from_stdin() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}

@@ -1,0 +1,170 @@
+//! Forwarding an allowed request to its upstream over a pooled client.
+
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::error::ProxyError;
+use super::headers::{self, ClientInfo};
+use super::{ProxyBody, RequestBody};
+use crate::config;
+use crate::tls;
+
+/// One configured upstream with its own connection pool.
+pub struct Upstream {
+    /// Name from the config file, for errors and logs.
+    pub name: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// Path prefix from the upstream URL, without a trailing `/`.
+    base_path: String,
+    /// Headers added to every forwarded request (the upstream's credential).
+    inject: Vec<(HeaderName, HeaderValue)>,
+    /// Longest wait for the response head.
+    timeout: Duration,
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+}
+
+/// Why an upstream client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The URL or a header is unusable (normally caught by config validation).
+    #[error("upstream {name}: {message}")]
+    Invalid {
+        /// Upstream name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The CA file could not be used.
+    #[error("upstream {name}: {source}")]
+    Tls {
+        /// Upstream name.
+        name: String,
+        /// The TLS error.
+        source: tls::TlsError,
+    },
+}
+
+impl Upstream {
+    /// Builds the client for one `[[upstreams]]` entry.
+    pub fn build(cfg: &config::Upstream) -> Result<Upstream, BuildError> {
+        let invalid = |message: String| BuildError::Invalid {
+            name: cfg.name.clone(),
+            message,
+        };
+        let uri = config::parse_base_url(&cfg.url).map_err(invalid)?;
+        let parts = uri.into_parts();
+        let inject = cfg
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let name =
+                    HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+                let mut value =
+                    HeaderValue::from_str(v.expose()).map_err(|e| invalid(e.to_string()))?;
+                value.set_sensitive(true);
+                Ok((name, value))
+            })
+            .collect::<Result<_, BuildError>>()?;
+
+        let tls = tls::client_config(cfg.ca_file.as_deref()).map_err(|source| BuildError::Tls {
+            name: cfg.name.clone(),
+            source,
+        })?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+
+        Ok(Upstream {
+            name: cfg.name.clone(),
+            scheme: parts.scheme.expect("validated URL has a scheme"),
+            authority: parts.authority.expect("validated URL has a host"),
+            base_path: parts
+                .path_and_query
+                .map(|p| p.path().trim_end_matches('/').to_owned())
+                .unwrap_or_default(),
+            inject,
+            timeout: cfg.timeout,
+            client,
+        })
+    }
+
+    /// Sends the request upstream and returns its response head with the body
+    /// streaming behind it. `path` is the path to forward, exactly as received.
+    pub async fn forward(
+        &self,
+        mut parts: Parts,
+        body: RequestBody,
+        path: &str,
+        client: ClientInfo<'_>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        parts.uri = self.uri_for(path, parts.uri.query())?;
+        parts.version = Version::HTTP_11;
+        headers::prepare_request(&mut parts.headers, client, &self.inject);
+
+        let sent = tokio::time::timeout(
+            self.timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        );
+        let response = match sent.await {
+            Err(_) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    upstream: self.name.clone(),
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(source)) => {
+                return Err(ProxyError::Upstream {
+                    upstream: self.name.clone(),
+                    source,
+                })
+            }
+            Ok(Ok(response)) => response,
+        };
+
+        let (mut head, body) = response.into_parts();
+        headers::prepare_response(&mut head.headers);
+        Ok(Response::from_parts(
+            head,
+            http_body_util::Either::Left(body),
+        ))
+    }
+
+    fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+        let mut full = String::with_capacity(
+            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        full.push_str(&self.base_path);
+        full.push_str(path);
+        if let Some(q) = query {
+            full.push('?');
+            full.push_str(q);
+        }
+        let pq = PathAndQuery::try_from(full).map_err(http::Error::from)?;
+        Ok(Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()?)
+    }
+}

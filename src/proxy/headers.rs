@@ -1,0 +1,196 @@
+//! Header hygiene between client and upstream.
+//!
+//! An allowed request leaves with the client's credentials gone, hop-by-hop
+//! headers (and every header `Connection` names) gone, `X-Forwarded-*` set by
+//! us rather than trusted, and the upstream's configured headers added. A
+//! response comes back with its own hop-by-hop headers removed.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Headers that may carry a client credential; none reaches an upstream.
+pub const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("private-token"),
+    HeaderName::from_static("x-gitlab-token"),
+    header::COOKIE,
+];
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Whether `name` is a hop-by-hop header (`Transfer-Encoding` included,
+/// which hyper manages itself).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name)
+}
+
+/// Removes hop-by-hop headers and every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection must go before Connection itself does.
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Where a request came from, for the `X-Forwarded-*` headers.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo<'a> {
+    /// The peer address of the client connection.
+    pub ip: IpAddr,
+    /// `https` when repogate terminated TLS, else `http`.
+    pub proto: &'static str,
+    /// The host the client asked for, if it said.
+    pub host: Option<&'a HeaderValue>,
+}
+
+/// Rewrites an allowed request's headers for its upstream.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    client: ClientInfo<'_>,
+    inject: &[(HeaderName, HeaderValue)],
+) {
+    let host = client.host.cloned();
+    strip_hop_by_hop(headers);
+    for name in CREDENTIAL_HEADERS
+        .iter()
+        .chain([&FORWARDED, &X_REAL_IP, &header::HOST])
+    {
+        headers.remove(name);
+    }
+
+    // Replace, never append: what the client claims about itself is not trusted.
+    headers.insert(X_FORWARDED_FOR.clone(), ip_value(client.ip));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(client.proto),
+    );
+    match host {
+        Some(h) => headers.insert(X_FORWARDED_HOST.clone(), h),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
+
+    for (name, value) in inject {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Rewrites an upstream response's headers for the client.
+pub fn prepare_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn connection_listed_and_hop_by_hop_headers_are_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn request_loses_credentials_and_spoofed_forwarding_and_gains_injected_headers() {
+        let mut h = map(&[
+            ("authorization", "Bearer rgt_x"),
+            ("private-token", "rgt_y"),
+            ("x-gitlab-token", "rgt_z"),
+            ("cookie", "_gitlab_session=abc"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-real-ip", "6.6.6.6"),
+            ("host", "gate.local"),
+            ("accept", "application/json"),
+        ]);
+        let host = HeaderValue::from_static("gate.local");
+        let client = ClientInfo {
+            ip: "127.0.0.9".parse().unwrap(),
+            proto: "https",
+            host: Some(&host),
+        };
+        let inject = [(
+            HeaderName::from_static("private-token"),
+            HeaderValue::from_static("glpat-real"),
+        )];
+        prepare_request(&mut h, client, &inject);
+
+        assert_eq!(h["x-forwarded-for"], "127.0.0.9");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "gate.local");
+        assert_eq!(h["private-token"], "glpat-real");
+        for gone in [
+            "authorization",
+            "x-gitlab-token",
+            "cookie",
+            "forwarded",
+            "x-real-ip",
+            "host",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived");
+        }
+        assert_eq!(h["accept"], "application/json");
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_recognised() {
+        assert!(is_hop_by_hop(&header::TRANSFER_ENCODING));
+        assert!(is_hop_by_hop(&header::CONNECTION));
+        assert!(!is_hop_by_hop(&HeaderName::from_static("private-token")));
+    }
+}

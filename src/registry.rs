@@ -1,0 +1,407 @@
+//! The repository registry: which repositories exist, since when, under which
+//! names, and the company default role.
+//!
+//! The proxy asks it, once per request, which registered repository a name or
+//! alias means; the answer comes from an immutable index swapped in whole
+//! (arc-swap) after every change, so lookups take no lock. Changes go through
+//! the store first and then rebuild the index.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::access::{DefaultRole, Role};
+use crate::config;
+use crate::store::{RepoOrigin, RepoRecord, Store, StoreError};
+
+/// Longest repository name or alias accepted.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// Checks a repository name or alias: non-empty, at most 255 bytes, no
+/// leading, trailing or doubled `/`, no `.` or `..` segment, no control
+/// characters, no `%` (names are compared decoded).
+pub fn check_repo_name(name: &str) -> Result<(), String> {
+    let fail = |why: &str| Err(format!("repository name `{}` {why}", name.escape_debug()));
+    if name.is_empty() {
+        return fail("is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return fail("is longer than 255 bytes");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c == '%' || c == '\\')
+    {
+        return fail("contains a control character, `%` or `\\`");
+    }
+    if name
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return fail("has an empty, `.` or `..` path segment");
+    }
+    Ok(())
+}
+
+/// What went wrong with a registry change.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The name or an alias is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The name is already registered.
+    #[error("repository {0} is already registered")]
+    Exists(String),
+    /// An alias already names another repository.
+    #[error("alias {alias} already names repository {owner}")]
+    AliasTaken {
+        /// The alias.
+        alias: String,
+        /// The repository it names.
+        owner: String,
+    },
+    /// No such repository.
+    #[error("repository {0} is not registered")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Names and aliases to records, rebuilt whole on every change.
+#[derive(Default)]
+struct Index {
+    by_name: HashMap<String, Arc<RepoRecord>>,
+}
+
+impl Index {
+    fn build(records: Vec<RepoRecord>) -> Index {
+        let mut by_name = HashMap::new();
+        for record in records.into_iter().map(Arc::new) {
+            for alias in &record.aliases {
+                by_name.insert(alias.clone(), Arc::clone(&record));
+            }
+            by_name.insert(record.name.clone(), record);
+        }
+        Index { by_name }
+    }
+
+    fn owner_of(&self, name: &str) -> Option<&str> {
+        self.by_name.get(name).map(|r| r.name.as_str())
+    }
+}
+
+/// The registry; share it in an `Arc`.
+pub struct Registry {
+    store: Store,
+    index: ArcSwap<Index>,
+    /// The company default role, as an index into `Role::ALL`, read lock-free
+    /// by every enterprise decision.
+    default_role: AtomicU8,
+    /// Set once an admin chose the default role; from then on the config
+    /// file's value no longer overrides it.
+    admin_set_default: AtomicBool,
+    /// Serialises changes so two admins cannot register clashing aliases.
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// Loads the registry from the store; `config_default` applies until an
+    /// admin sets a default role through the API.
+    pub fn open(store: Store, config_default: DefaultRole) -> Result<Registry, StoreError> {
+        let stored_default = store.default_role()?;
+        let index = Index::build(store.repos()?);
+        Ok(Registry {
+            index: ArcSwap::from_pointee(index),
+            default_role: AtomicU8::new(role_index(
+                stored_default.unwrap_or(config_default).role(),
+            )),
+            admin_set_default: AtomicBool::new(stored_default.is_some()),
+            writer: Mutex::new(()),
+            store,
+        })
+    }
+
+    /// The registered repository a request's name or alias means.
+    pub fn lookup(&self, name: &str) -> Option<Arc<RepoRecord>> {
+        self.index.load().by_name.get(name).cloned()
+    }
+
+    /// Every registered repository, by name.
+    pub fn list(&self) -> Vec<RepoRecord> {
+        let index = self.index.load();
+        let mut repos: Vec<RepoRecord> = index
+            .by_name
+            .iter()
+            .filter(|(key, record)| **key == record.name)
+            .map(|(_, record)| RepoRecord::clone(record))
+            .collect();
+        repos.sort_by(|a, b| a.name.cmp(&b.name));
+        repos
+    }
+
+    /// Registers a repository now. Call `Store::flush` to make it durable.
+    pub fn add(
+        &self,
+        name: &str,
+        aliases: &[String],
+        origin: RepoOrigin,
+        now_ms: u64,
+    ) -> Result<RepoRecord, RegistryError> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        check_repo_name(name).map_err(RegistryError::Invalid)?;
+        let index = self.index.load();
+        if let Some(owner) = index.owner_of(name) {
+            return Err(match owner == name {
+                true => RegistryError::Exists(name.to_owned()),
+                false => RegistryError::AliasTaken {
+                    alias: name.to_owned(),
+                    owner: owner.to_owned(),
+                },
+            });
+        }
+        self.check_aliases(&index, name, aliases)?;
+
+        let record = RepoRecord {
+            name: name.to_owned(),
+            aliases: aliases.to_vec(),
+            created_at: now_ms,
+            created_seq: self.store.next_seq()?,
+            origin,
+        };
+        self.store.put_repo(&record)?;
+        self.rebuild()?;
+        Ok(record)
+    }
+
+    fn check_aliases(
+        &self,
+        index: &Index,
+        name: &str,
+        aliases: &[String],
+    ) -> Result<(), RegistryError> {
+        for (i, alias) in aliases.iter().enumerate() {
+            check_repo_name(alias).map_err(RegistryError::Invalid)?;
+            let clash = index.owner_of(alias).filter(|owner| *owner != name);
+            let repeated = alias == name || aliases[..i].contains(alias);
+            if let Some(owner) = clash.or(repeated.then_some(name)) {
+                return Err(RegistryError::AliasTaken {
+                    alias: alias.clone(),
+                    owner: owner.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a repository registration.
+    pub fn remove(&self, name: &str) -> Result<RepoRecord, RegistryError> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let record = self
+            .index
+            .load()
+            .by_name
+            .get(name)
+            .filter(|r| r.name == name)
+            .map(|r| RepoRecord::clone(r))
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+        self.store.remove_repo(name)?;
+        self.rebuild()?;
+        Ok(record)
+    }
+
+    /// Registers the config file's repositories that are not registered yet
+    /// and updates the aliases of those the file already owns. Returns how
+    /// many were added. Repositories dropped from the file stay registered.
+    pub fn sync_config(
+        &self,
+        repos: &[config::Repository],
+        now_ms: u64,
+    ) -> Result<usize, RegistryError> {
+        let mut added = 0;
+        for repo in repos {
+            match self.lookup(&repo.name) {
+                None => {
+                    self.add(&repo.name, &repo.aliases, RepoOrigin::Config, now_ms)?;
+                    added += 1;
+                }
+                Some(existing)
+                    if existing.name == repo.name && existing.aliases != repo.aliases =>
+                {
+                    self.set_aliases(&existing, &repo.aliases)?;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(added)
+    }
+
+    fn set_aliases(&self, existing: &RepoRecord, aliases: &[String]) -> Result<(), RegistryError> {
+        let _guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_aliases(&self.index.load(), &existing.name, aliases)?;
+        let record = RepoRecord {
+            aliases: aliases.to_vec(),
+            ..existing.clone()
+        };
+        self.store.put_repo(&record)?;
+        self.rebuild()
+    }
+
+    fn rebuild(&self) -> Result<(), RegistryError> {
+        self.index
+            .store(Arc::new(Index::build(self.store.repos()?)));
+        Ok(())
+    }
+
+    /// The company default role now.
+    pub fn default_role(&self) -> DefaultRole {
+        let role = Role::ALL[usize::from(self.default_role.load(Ordering::Relaxed))];
+        DefaultRole::new(role).expect("only default roles are ever stored here")
+    }
+
+    /// Sets the default role from the admin API; it outlives config reloads.
+    pub fn set_default_role(&self, role: DefaultRole) -> Result<(), StoreError> {
+        self.store.set_default_role(role)?;
+        self.admin_set_default.store(true, Ordering::Relaxed);
+        self.default_role
+            .store(role_index(role.role()), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Applies the config file's default role, unless an admin has set one.
+    pub fn apply_config_default(&self, role: DefaultRole) {
+        if !self.admin_set_default.load(Ordering::Relaxed) {
+            self.default_role
+                .store(role_index(role.role()), Ordering::Relaxed);
+        }
+    }
+}
+
+fn role_index(role: Role) -> u8 {
+    Role::ALL
+        .iter()
+        .position(|r| *r == role)
+        .expect("every role is in Role::ALL") as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, Registry::open(store, DefaultRole::NO_ACCESS).unwrap())
+    }
+
+    #[test]
+    fn aliases_resolve_to_the_canonical_record() {
+        let (_d, reg) = open();
+        let rec = reg
+            .add("acme/widgets", &["42".into()], RepoOrigin::Admin, 1)
+            .unwrap();
+        assert_eq!(reg.lookup("42").unwrap().name, "acme/widgets");
+        assert_eq!(
+            reg.lookup("acme/widgets").unwrap().created_seq,
+            rec.created_seq
+        );
+        assert!(reg.lookup("acme").is_none());
+        assert_eq!(reg.list().len(), 1);
+    }
+
+    #[test]
+    fn later_repositories_get_larger_sequence_numbers() {
+        let (_d, reg) = open();
+        let a = reg.add("a", &[], RepoOrigin::Admin, 1).unwrap();
+        let b = reg.add("b", &[], RepoOrigin::Admin, 1).unwrap();
+        assert!(b.created_seq > a.created_seq);
+    }
+
+    #[test]
+    fn clashing_names_and_aliases_are_refused_and_change_nothing() {
+        let (_d, reg) = open();
+        reg.add("a", &["1".into()], RepoOrigin::Admin, 1).unwrap();
+        assert!(matches!(
+            reg.add("a", &[], RepoOrigin::Admin, 1),
+            Err(RegistryError::Exists(_))
+        ));
+        assert!(matches!(
+            reg.add("1", &[], RepoOrigin::Admin, 1),
+            Err(RegistryError::AliasTaken { .. })
+        ));
+        assert!(matches!(
+            reg.add("b", &["1".into()], RepoOrigin::Admin, 1),
+            Err(RegistryError::AliasTaken { .. })
+        ));
+        assert!(matches!(
+            reg.add("c", &["x".into(), "x".into()], RepoOrigin::Admin, 1),
+            Err(RegistryError::AliasTaken { .. })
+        ));
+        assert!(matches!(
+            reg.add("../etc", &[], RepoOrigin::Admin, 1),
+            Err(RegistryError::Invalid(_))
+        ));
+        assert_eq!(reg.list().len(), 1);
+    }
+
+    #[test]
+    fn removal_drops_the_name_and_its_aliases() {
+        let (_d, reg) = open();
+        reg.add("a", &["1".into()], RepoOrigin::Admin, 1).unwrap();
+        assert!(
+            matches!(reg.remove("1"), Err(RegistryError::NotFound(_))),
+            "aliases are not removable names"
+        );
+        reg.remove("a").unwrap();
+        assert!(reg.lookup("1").is_none());
+        assert!(matches!(reg.remove("a"), Err(RegistryError::NotFound(_))));
+    }
+
+    #[test]
+    fn config_repositories_are_registered_once_and_keep_their_sequence() {
+        let (_d, reg) = open();
+        let repos = vec![config::Repository {
+            name: "x".into(),
+            aliases: vec!["7".into()],
+        }];
+        assert_eq!(reg.sync_config(&repos, 1).unwrap(), 1);
+        let seq = reg.lookup("x").unwrap().created_seq;
+        let renamed = vec![config::Repository {
+            name: "x".into(),
+            aliases: vec!["8".into()],
+        }];
+        assert_eq!(reg.sync_config(&renamed, 2).unwrap(), 0);
+        assert_eq!(reg.lookup("8").unwrap().created_seq, seq);
+        assert!(reg.lookup("7").is_none());
+    }
+
+    #[test]
+    fn an_admin_default_role_outlives_the_config_value_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let reg = Registry::open(store.clone(), DefaultRole::NO_ACCESS).unwrap();
+        reg.apply_config_default(DefaultRole::new(Role::Viewer).unwrap());
+        assert_eq!(reg.default_role().role(), Role::Viewer);
+        reg.set_default_role(DefaultRole::new(Role::Developer).unwrap())
+            .unwrap();
+        reg.apply_config_default(DefaultRole::new(Role::Viewer).unwrap());
+        assert_eq!(reg.default_role().role(), Role::Developer);
+        drop(reg);
+        let again = Registry::open(store, DefaultRole::NO_ACCESS).unwrap();
+        assert_eq!(again.default_role().role(), Role::Developer);
+    }
+
+    #[test]
+    fn names_are_checked_for_traversal_and_control_characters() {
+        for bad in [
+            "", "/a", "a/", "a//b", "a/../b", ".", "a\0b", "a%2Fb", "a\\b",
+        ] {
+            assert!(check_repo_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "acme/widgets", "group/sub/project", "42", "KEY/slug"] {
+            assert!(check_repo_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

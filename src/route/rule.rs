@@ -1,0 +1,183 @@
+//! One compiled rule: methods, template, query constraints, where the
+//! repository name comes from, and the action the request needs.
+
+use std::borrow::Cow;
+
+use http::Method;
+
+use super::capture::join_captures;
+use super::path::{is_safe_repo_name, Seg};
+use super::template::Template;
+use super::{RepoFrom, RepoRef, RouteErrorKind, RuleSpec};
+use crate::access::Action;
+
+/// The methods a rule may name; anything else in config is a typo.
+const KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::TRACE,
+    Method::CONNECT,
+];
+
+/// Where a compiled rule reads the repository name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Path,
+    None,
+    Query(String),
+    Form(String),
+}
+
+/// A rule ready to match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Rule {
+    /// Empty means any method.
+    methods: Vec<Method>,
+    template: Template,
+    query: Vec<(String, String)>,
+    source: Source,
+    action: Action,
+    git: bool,
+}
+
+/// The parts of a request a rule looks at.
+pub(super) struct Request<'a, 'r> {
+    pub method: &'a Method,
+    /// The raw request path; captures borrow from it.
+    pub path: &'r str,
+    /// The decoded segments the rules see (after `strip_prefix`).
+    pub segments: &'a [Seg<'r>],
+    pub query: Option<&'r str>,
+}
+
+/// What a matching rule decides.
+pub(super) struct Decision<'t, 'r> {
+    pub action: Action,
+    pub repo: RepoRef<'t, 'r>,
+    pub git: bool,
+}
+
+/// A query parameter looked up by name.
+enum Lookup<'r> {
+    Missing,
+    One(Cow<'r, str>),
+    /// Present more than once: servers disagree on which value wins, so a
+    /// rule never relies on such a parameter.
+    Many,
+}
+
+impl Rule {
+    /// Compiles one rule; `git` marks git smart-HTTP rules.
+    pub fn compile(spec: &RuleSpec, git: bool) -> Result<Rule, RouteErrorKind> {
+        let methods = spec
+            .methods
+            .iter()
+            .map(|m| parse_method(m))
+            .collect::<Result<_, _>>()?;
+        let template = Template::parse(&spec.path).map_err(RouteErrorKind::Template)?;
+        let source = source(spec.repo_from.as_ref(), template.has_capture())?;
+        let query = spec
+            .query
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Rule {
+            methods,
+            template,
+            query,
+            source,
+            action: spec.action,
+            git,
+        })
+    }
+
+    /// The decision if this rule matches the request.
+    pub fn apply<'t, 'r>(&'t self, req: &Request<'_, 'r>) -> Option<Decision<'t, 'r>> {
+        if !self.methods.is_empty() && !self.methods.contains(req.method) {
+            return None;
+        }
+        let captures = self.template.matches(req.segments)?;
+        let query_ok = self.query.iter().all(|(key, want)| {
+            matches!(lookup(req.query, key), Lookup::One(value) if value == want.as_str())
+        });
+        if !query_ok {
+            return None;
+        }
+
+        let repo = match &self.source {
+            Source::Path => RepoRef::Name(join_captures(captures.spans(), req.segments, req.path)),
+            Source::None => RepoRef::None,
+            Source::Query(key) => RepoRef::Name(safe_value(req.query, key)?),
+            Source::Form(key) => match lookup(req.query, key) {
+                Lookup::Missing => RepoRef::Form(key),
+                Lookup::One(name) if is_safe_repo_name(&name) => RepoRef::Name(name),
+                Lookup::One(_) | Lookup::Many => return None,
+            },
+        };
+        Some(Decision {
+            action: self.action,
+            repo,
+            git: self.git,
+        })
+    }
+}
+
+/// A repository name from the query. A missing, repeated or unsafe value
+/// fails the rule, so the next rule is tried; it never turns into
+/// `RepoRef::None`, whose meaning ("needs the action on every repository")
+/// the rule's author did not ask for.
+fn safe_value<'r>(query: Option<&'r str>, key: &str) -> Option<Cow<'r, str>> {
+    match lookup(query, key) {
+        Lookup::One(name) if is_safe_repo_name(&name) => Some(name),
+        _ => None,
+    }
+}
+
+fn lookup<'r>(query: Option<&'r str>, key: &str) -> Lookup<'r> {
+    let mut found = Lookup::Missing;
+    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for (_, value) in pairs.filter(|(name, _)| name == key) {
+        found = match found {
+            Lookup::Missing => Lookup::One(value),
+            Lookup::One(_) | Lookup::Many => return Lookup::Many,
+        };
+    }
+    found
+}
+
+fn parse_method(name: &str) -> Result<Method, RouteErrorKind> {
+    let upper = name.to_ascii_uppercase();
+    KNOWN_METHODS
+        .into_iter()
+        .find(|m| m.as_str() == upper)
+        .ok_or_else(|| RouteErrorKind::UnknownMethod(name.to_owned()))
+}
+
+/// Resolves `repo_from` against the template: the default follows the
+/// template, and a capture the rule would ignore (or a `path` source with no
+/// capture) is a config mistake.
+fn source(repo_from: Option<&RepoFrom>, has_capture: bool) -> Result<Source, RouteErrorKind> {
+    let source = match repo_from {
+        None if has_capture => Source::Path,
+        None => Source::None,
+        Some(RepoFrom::Path) => Source::Path,
+        Some(RepoFrom::None) => Source::None,
+        Some(RepoFrom::Query(key)) => Source::Query(key.clone()),
+        Some(RepoFrom::Form(key)) => Source::Form(key.clone()),
+    };
+    match &source {
+        Source::Path if !has_capture => Err(RouteErrorKind::PathWithoutCapture),
+        Source::None | Source::Query(_) | Source::Form(_) if has_capture => {
+            Err(RouteErrorKind::CaptureIgnored)
+        }
+        Source::Query(key) | Source::Form(key) if key.is_empty() => {
+            Err(RouteErrorKind::EmptyRepoField)
+        }
+        _ => Ok(source),
+    }
+}
