@@ -7,7 +7,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use repogate::access::{self, Action, DefaultRole, Role, Scope, Target, TokenKind, Validity};
+use repogate::access::{
+    self, Action, DefaultRole, Grant, Role, Scope, Target, TokenKind, Validity,
+};
 use repogate::cache::TokenCache;
 use repogate::store::{Store, StoredToken, TokenRecord};
 use repogate::token;
@@ -23,7 +25,14 @@ fn minted_cache() -> (tempfile::TempDir, TokenCache, String) {
             description: "bench".into(),
             scope: Scope {
                 kind: TokenKind::Enterprise,
-                grants: [("acme/widgets".to_string(), Role::Developer)].into(),
+                grants: [(
+                    "acme/widgets".to_string(),
+                    Grant {
+                        role: Role::Developer,
+                        repo_seq: 3,
+                    },
+                )]
+                .into(),
                 minted_seq: 10,
             },
             created_at: 0,
@@ -40,7 +49,7 @@ fn minted_cache() -> (tempfile::TempDir, TokenCache, String) {
 
 fn resolve_and_decide(c: &mut Criterion) {
     let (_dir, cache, secret) = minted_cache();
-    cache.resolve(&secret, 1).expect("warm the cache");
+    cache.resolve(&secret).expect("warm the cache");
     let target = Target::Registered {
         name: "acme/widgets",
         created_seq: 3,
@@ -51,7 +60,7 @@ fn resolve_and_decide(c: &mut Criterion) {
     });
     c.bench_function("cache-hit resolve + decide", |b| {
         b.iter(|| {
-            let cached = cache.resolve(black_box(&secret), 1).expect("resolves");
+            let cached = cache.resolve(black_box(&secret)).expect("resolves");
             let validity = Validity {
                 revoked_at: cached.record.revoked_at,
                 expires_at: cached.record.expires_at,

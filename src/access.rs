@@ -293,14 +293,26 @@ impl fmt::Display for TokenKind {
     }
 }
 
+/// A role chosen for one repository when an enterprise token was minted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The chosen role.
+    pub role: Role,
+    /// The creation sequence of the repository the admin chose. A grant binds
+    /// to that registration, not to the name: if the repository is removed
+    /// and a new one registered under the same name, the new one is a later
+    /// repository and gets the default role, not the old grant.
+    pub repo_seq: u64,
+}
+
 /// What a token may reach, fixed when it is minted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     /// Admin, user or enterprise.
     pub kind: TokenKind,
-    /// Enterprise only: the role chosen per repository at minting.
+    /// Enterprise only: the role chosen per repository (canonical name) at minting.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub grants: BTreeMap<String, Role>,
+    pub grants: BTreeMap<String, Grant>,
     /// The store sequence number at minting. A repository whose own sequence
     /// number is lower existed when the token was minted; a higher one was
     /// created later. A counter, unlike a wall clock, cannot tie or go back.
@@ -370,21 +382,22 @@ impl Denial {
     }
 }
 
-/// The role a non-admin scope holds on a registered repository.
+/// The role a scope holds on a registered repository.
 ///
 /// A repository chosen at minting has its chosen role. One that existed at
 /// minting and was not chosen is `no_access`: the default role never widens
-/// it. One created after minting gets the company default role (enterprise)
-/// or nothing (user tokens snapshot the repositories of their minting).
+/// it. One created after minting (including one re-created under a chosen
+/// name) gets the company default role (enterprise) or nothing (user tokens
+/// snapshot the repositories of their minting).
 pub fn role_on(scope: &Scope, repo: &str, created_seq: u64, default: DefaultRole) -> Role {
     match scope.kind {
         TokenKind::Admin => Role::CompanyAdmin,
         TokenKind::User if created_seq < scope.minted_seq => Role::Reviewer,
         TokenKind::User => Role::NoAccess,
         TokenKind::Enterprise => match scope.grants.get(repo) {
-            Some(role) => *role,
-            None if created_seq < scope.minted_seq => Role::NoAccess,
-            None => default.role(),
+            Some(grant) if grant.repo_seq == created_seq => grant.role,
+            _ if created_seq < scope.minted_seq => Role::NoAccess,
+            _ => default.role(),
         },
     }
 }
@@ -474,10 +487,22 @@ mod tests {
         expires_at: None,
     };
 
-    fn scope(kind: TokenKind, grants: &[(&str, Role)], minted_seq: u64) -> Scope {
+    /// A scope whose grants name (repository, role, repository sequence).
+    fn scope(kind: TokenKind, grants: &[(&str, Role, u64)], minted_seq: u64) -> Scope {
         Scope {
             kind,
-            grants: grants.iter().map(|(r, g)| (r.to_string(), *g)).collect(),
+            grants: grants
+                .iter()
+                .map(|(r, role, seq)| {
+                    (
+                        r.to_string(),
+                        Grant {
+                            role: *role,
+                            repo_seq: *seq,
+                        },
+                    )
+                })
+                .collect(),
             minted_seq,
         }
     }
@@ -498,7 +523,7 @@ mod tests {
     #[test]
     fn every_cell_holds_through_an_enterprise_grant() {
         for (role, row) in TABLE {
-            let s = scope(TokenKind::Enterprise, &[("acme/app", role)], 10);
+            let s = scope(TokenKind::Enterprise, &[("acme/app", role, 3)], 10);
             for (action, expected) in Action::ALL.into_iter().zip(row) {
                 let got = decide(
                     &s,
@@ -534,7 +559,7 @@ mod tests {
     #[test]
     fn scan_is_refused_to_every_non_admin_token_whatever_its_role() {
         let user = scope(TokenKind::User, &[], 10);
-        let ent = scope(TokenKind::Enterprise, &[("a", Role::CompanyAdmin)], 10);
+        let ent = scope(TokenKind::Enterprise, &[("a", Role::CompanyAdmin, 1)], 10);
         for s in [&user, &ent] {
             let got = decide(
                 s,
@@ -573,7 +598,7 @@ mod tests {
 
     #[test]
     fn enterprise_token_gets_the_current_default_role_on_later_repositories() {
-        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer)], 10);
+        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer, 4)], 10);
         for default in [
             Role::NoAccess,
             Role::Viewer,
@@ -591,7 +616,7 @@ mod tests {
 
     #[test]
     fn default_role_never_widens_repositories_that_existed_at_minting() {
-        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer)], 10);
+        let s = scope(TokenKind::Enterprise, &[("chosen", Role::Viewer, 4)], 10);
         let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
         let unchosen = decide(&s, VALID, repo("unchosen", 4), Action::Read, reviewer, 0);
         assert!(matches!(
@@ -612,11 +637,30 @@ mod tests {
     }
 
     #[test]
-    fn explicit_grant_wins_over_default_role_even_on_a_later_repository() {
-        // A grant may name a repository that is later re-created: the grant holds.
-        let s = scope(TokenKind::Enterprise, &[("r", Role::NoAccess)], 10);
-        let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
-        assert!(decide(&s, VALID, repo("r", 12), Action::Read, reviewer, 0).is_err());
+    fn a_grant_does_not_carry_over_to_a_repository_re_created_under_its_name() {
+        // Granted maintainer on "r" as registered at seq 2; "r" is later
+        // removed and registered again (seq 12): a later repository now.
+        let s = scope(TokenKind::Enterprise, &[("r", Role::Maintainer, 2)], 10);
+        let viewer = DefaultRole::new(Role::Viewer).unwrap();
+        assert_eq!(
+            decide(&s, VALID, repo("r", 2), Action::Maintain, viewer, 0),
+            Ok(())
+        );
+        let again = decide(&s, VALID, repo("r", 12), Action::Maintain, viewer, 0);
+        assert!(
+            matches!(
+                again,
+                Err(Denial::RoleLacksAction {
+                    role: Role::Viewer,
+                    ..
+                })
+            ),
+            "{again:?}"
+        );
+        assert_eq!(
+            decide(&s, VALID, repo("r", 12), Action::Read, viewer, 0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -624,7 +668,7 @@ mod tests {
         let reviewer = DefaultRole::new(Role::Reviewer).unwrap();
         for s in [
             scope(TokenKind::User, &[], 5),
-            scope(TokenKind::Enterprise, &[("x", Role::CompanyAdmin)], 5),
+            scope(TokenKind::Enterprise, &[("x", Role::CompanyAdmin, 1)], 5),
         ] {
             let unreg = decide(
                 &s,

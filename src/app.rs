@@ -14,8 +14,10 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::cache::{self, TokenCache};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::{self, Gateway, Runtime};
 use crate::registry::{Registry, RegistryError};
+use crate::reload::{self, ReloadState};
 use crate::store::{Store, StoreError};
 
 /// Why the gateway could not start.
@@ -86,10 +88,14 @@ pub async fn start(
 
     let config = Arc::new(config);
     let runtime = Runtime::build(Arc::clone(&config), 1)?;
+    let metrics = Arc::new(Metrics::new(&tokens));
+    metrics.config_generation.set(1);
     let gateway = Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
         tokens: Arc::clone(&tokens),
         registry,
+        metrics,
+        reloads: ReloadState::default(),
     });
 
     let (proxy_listener, proxy_addr) = bind(config.server.listen).await?;
@@ -110,6 +116,18 @@ pub async fn start(
     }
     let admin = Arc::new(Admin::new(Arc::clone(&gateway)));
 
+    // Watch the file only when there is one: the demo runs an embedded config.
+    let watcher = match config.source.is_file() {
+        true => match reload::spawn_watcher(&gateway, config.source.clone()) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config file; reload with SIGHUP");
+                None
+            }
+        },
+        false => None,
+    };
+
     let (stop, mut stopped) = watch::channel(false);
     let writer = cache::spawn_last_used_writer(&tokens, flush_every);
     let shutdown = async move {
@@ -129,6 +147,9 @@ pub async fn start(
         proxy::listener::serve(proxy_listener, served, shutdown).await;
         admin_task.abort();
         writer.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         if let Err(e) = tokens.flush_last_used() {
             tracing::warn!(error = %e, "could not write last-used times at shutdown");
         }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
+use prometheus_client::metrics::counter::Counter;
 
 use crate::store::{Store, StoreError, StoredToken, TokenRecord};
 use crate::token::{self, Digest, FormatError, TokenId};
@@ -94,8 +95,9 @@ pub struct TokenCache {
     epoch: AtomicU64,
     ttl: Duration,
     max_entries: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Prometheus counters, so `/metrics` reads the same numbers as `stats`.
+    hits: Counter,
+    misses: Counter,
 }
 
 impl TokenCache {
@@ -107,8 +109,8 @@ impl TokenCache {
             epoch: AtomicU64::new(0),
             ttl,
             max_entries: max_entries.max(1),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: Counter::default(),
+            misses: Counter::default(),
         }
     }
 
@@ -120,16 +122,16 @@ impl TokenCache {
     /// Resolves a presented token: checks its form, finds its record and
     /// verifies the secret in constant time. Validity (revoked, expired) is
     /// the decision's business, so the caller can say which it was.
-    pub fn resolve(&self, presented: &str, now_ms: u64) -> Result<Arc<Cached>, ResolveError> {
+    pub fn resolve(&self, presented: &str) -> Result<Arc<Cached>, ResolveError> {
         let id = token::parse(presented)?;
 
         let cached = match self.fresh(&id) {
             Some(hit) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.hits.inc();
                 hit
             }
             None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.misses.inc();
                 self.load(id)?
             }
         };
@@ -137,8 +139,13 @@ impl TokenCache {
         if !token::verify(&cached.digest, presented) {
             return Err(ResolveError::WrongSecret(id));
         }
-        cached.touch(now_ms);
         Ok(cached)
+    }
+
+    /// Records that `cached` authorized a request at `now_ms`. Called only
+    /// for allowed requests: a refused one is not a use.
+    pub fn record_use(&self, cached: &Cached, now_ms: u64) {
+        cached.touch(now_ms);
     }
 
     fn fresh(&self, id: &TokenId) -> Option<Arc<Cached>> {
@@ -277,9 +284,14 @@ impl TokenCache {
     /// Hits and misses since start.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
         }
+    }
+
+    /// The hit and miss counters, for registering with Prometheus.
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.hits.clone(), self.misses.clone())
     }
 }
 
@@ -304,7 +316,7 @@ pub fn spawn_last_used_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{Role, Scope, TokenKind};
+    use crate::access::{Grant, Role, Scope, TokenKind};
 
     fn setup(ttl: Duration, max: usize) -> (tempfile::TempDir, TokenCache) {
         let dir = tempfile::tempdir().unwrap();
@@ -321,7 +333,14 @@ mod tests {
                 description: "t".into(),
                 scope: Scope {
                     kind: TokenKind::Enterprise,
-                    grants: [("r".to_string(), Role::Viewer)].into(),
+                    grants: [(
+                        "r".to_string(),
+                        Grant {
+                            role: Role::Viewer,
+                            repo_seq: 1,
+                        },
+                    )]
+                    .into(),
                     minted_seq: 1,
                 },
                 created_at: 0,
@@ -341,8 +360,8 @@ mod tests {
     fn first_use_reads_the_store_and_later_uses_hit_memory() {
         let (_d, cache) = setup(HOUR, 100);
         let (secret, id) = mint(&cache);
-        assert_eq!(cache.resolve(&secret, 1).unwrap().record.id, id);
-        assert_eq!(cache.resolve(&secret, 2).unwrap().record.id, id);
+        assert_eq!(cache.resolve(&secret).unwrap().record.id, id);
+        assert_eq!(cache.resolve(&secret).unwrap().record.id, id);
         assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
     }
 
@@ -352,15 +371,15 @@ mod tests {
         let (_, id) = mint(&cache);
         let other = token::generate().unwrap();
         assert!(matches!(
-            cache.resolve(other.secret.expose(), 0),
+            cache.resolve(other.secret.expose()),
             Err(ResolveError::Unknown(_))
         ));
 
         // Same id, a different secret with a valid checksum.
         let forged = forge_with_id(&id);
-        assert!(matches!(cache.resolve(&forged, 0), Err(ResolveError::WrongSecret(i)) if i == id));
+        assert!(matches!(cache.resolve(&forged), Err(ResolveError::WrongSecret(i)) if i == id));
         assert!(matches!(
-            cache.resolve("rgt_nope", 0),
+            cache.resolve("rgt_nope"),
             Err(ResolveError::Format(_))
         ));
     }
@@ -395,11 +414,11 @@ mod tests {
     async fn revoked_token_is_refused_through_the_cache_right_after_revoke() {
         let (_d, cache) = setup(HOUR, 100);
         let (secret, id) = mint(&cache);
-        assert_eq!(cache.resolve(&secret, 1).unwrap().record.revoked_at, None);
+        assert_eq!(cache.resolve(&secret).unwrap().record.revoked_at, None);
 
         cache.revoke(&id, 50).await.unwrap().unwrap();
 
-        let after = cache.resolve(&secret, 2).unwrap();
+        let after = cache.resolve(&secret).unwrap();
         assert_eq!(after.record.revoked_at, Some(50));
     }
 
@@ -408,13 +427,13 @@ mod tests {
         let (_d, cache) = setup(HOUR, 100);
         let (secret, id) = mint(&cache);
         for round in 0..50u64 {
-            let before = cache.resolve(&secret, 0).unwrap();
+            let before = cache.resolve(&secret).unwrap();
             cache
                 .store()
                 .update_token(&id, |r| r.description = format!("v{round}"))
                 .unwrap();
             cache.invalidate(&id);
-            let after = cache.resolve(&secret, 0).unwrap();
+            let after = cache.resolve(&secret).unwrap();
             assert_eq!(after.record.description, format!("v{round}"));
             assert!(!Arc::ptr_eq(&before, &after));
         }
@@ -439,10 +458,7 @@ mod tests {
             "the racing load sees its own read"
         );
         assert_eq!(cache.len(), 0, "but it is not cached");
-        assert_eq!(
-            cache.resolve(&secret, 0).unwrap().record.revoked_at,
-            Some(3)
-        );
+        assert_eq!(cache.resolve(&secret).unwrap().record.revoked_at, Some(3));
     }
 
     #[test]
@@ -456,7 +472,7 @@ mod tests {
                 let (cache, secret, stop) = (Arc::clone(&cache), secret.clone(), Arc::clone(&stop));
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        let _ = cache.resolve(&secret, 0);
+                        let _ = cache.resolve(&secret);
                     }
                 })
             })
@@ -468,10 +484,7 @@ mod tests {
             .unwrap();
         cache.invalidate(&id);
         for _ in 0..1000 {
-            assert_eq!(
-                cache.resolve(&secret, 0).unwrap().record.revoked_at,
-                Some(9)
-            );
+            assert_eq!(cache.resolve(&secret).unwrap().record.revoked_at, Some(9));
         }
         stop.store(true, Ordering::Relaxed);
         readers.into_iter().for_each(|r| r.join().unwrap());
@@ -481,8 +494,8 @@ mod tests {
     fn entries_older_than_the_ttl_are_reloaded() {
         let (_d, cache) = setup(Duration::ZERO, 100);
         let (secret, _) = mint(&cache);
-        cache.resolve(&secret, 0).unwrap();
-        cache.resolve(&secret, 0).unwrap();
+        cache.resolve(&secret).unwrap();
+        cache.resolve(&secret).unwrap();
         assert_eq!(cache.stats(), CacheStats { hits: 0, misses: 2 });
     }
 
@@ -491,7 +504,7 @@ mod tests {
         let (_d, cache) = setup(HOUR, 32);
         let tokens: Vec<_> = (0..200).map(|_| mint(&cache)).collect();
         for (secret, _) in &tokens {
-            cache.resolve(secret, 0).unwrap();
+            cache.resolve(secret).unwrap();
             assert!(cache.len() <= 32, "{} entries", cache.len());
         }
     }
@@ -500,8 +513,10 @@ mod tests {
     fn last_used_is_written_in_batches_not_per_request() {
         let (_d, cache) = setup(HOUR, 100);
         let (secret, id) = mint(&cache);
-        cache.resolve(&secret, 5_000).unwrap();
-        cache.resolve(&secret, 9_000).unwrap();
+        let first = cache.resolve(&secret).unwrap();
+        cache.record_use(&first, 5_000);
+        let second = cache.resolve(&secret).unwrap();
+        cache.record_use(&second, 9_000);
         assert_eq!(
             cache
                 .store()
@@ -532,7 +547,8 @@ mod tests {
     fn invalidation_keeps_the_pending_last_use() {
         let (_d, cache) = setup(HOUR, 100);
         let (secret, id) = mint(&cache);
-        cache.resolve(&secret, 7_000).unwrap();
+        let cached = cache.resolve(&secret).unwrap();
+        cache.record_use(&cached, 7_000);
         cache.invalidate(&id);
         assert_eq!(
             cache

@@ -1,10 +1,23 @@
 //! Logging setup: a tracing subscriber whose filter can be swapped on reload.
 
+use std::sync::OnceLock;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
 use crate::config::{Log, LogFormat};
+
+/// The installed subscriber's handle, for reloads.
+static HANDLE: OnceLock<LogHandle> = OnceLock::new();
+
+/// Applies `[log] level` from a reloaded config to the installed subscriber,
+/// unless `RUST_LOG` chose the filter or no subscriber was installed here.
+pub fn apply(log: &Log) {
+    if let Some(handle) = HANDLE.get() {
+        handle.apply(log);
+    }
+}
 
 /// Lets a reload change the log filter of the running process.
 pub struct LogHandle {
@@ -26,7 +39,7 @@ impl LogHandle {
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `[log] level`.
-pub fn init(log: &Log) -> LogHandle {
+pub fn init(log: &Log) {
     let env = std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty());
     let from_env = env.is_some();
     let filter = EnvFilter::try_new(env.as_deref().unwrap_or(&log.level))
@@ -49,9 +62,10 @@ pub fn init(log: &Log) -> LogHandle {
     };
     if installed.is_err() {
         eprintln!("repogate: a log subscriber was already installed; keeping it");
+        return;
     }
-    LogHandle {
+    let _ = HANDLE.set(LogHandle {
         filter: handle,
         from_env,
-    }
+    });
 }

@@ -6,6 +6,7 @@
 //! (arc-swap) after every change, so lookups take no lock. Changes go through
 //! the store first and then rebuild the index.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,10 +71,21 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
-/// Names and aliases to records, rebuilt whole on every change.
+/// Names and aliases to records, rebuilt whole on every change. Keys are
+/// lowercase: GitLab and Bitbucket resolve paths without regard to case, so
+/// `ACME/Widgets` must mean the same repository here as upstream.
 #[derive(Default)]
 struct Index {
     by_name: HashMap<String, Arc<RepoRecord>>,
+}
+
+/// The index key of a name: lowercase, borrowed when already lowercase.
+fn key(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) || !name.is_ascii() {
+        Cow::Owned(name.to_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 impl Index {
@@ -81,15 +93,19 @@ impl Index {
         let mut by_name = HashMap::new();
         for record in records.into_iter().map(Arc::new) {
             for alias in &record.aliases {
-                by_name.insert(alias.clone(), Arc::clone(&record));
+                by_name.insert(key(alias).into_owned(), Arc::clone(&record));
             }
-            by_name.insert(record.name.clone(), record);
+            by_name.insert(key(&record.name).into_owned(), record);
         }
         Index { by_name }
     }
 
+    fn get(&self, name: &str) -> Option<&Arc<RepoRecord>> {
+        self.by_name.get(key(name).as_ref())
+    }
+
     fn owner_of(&self, name: &str) -> Option<&str> {
-        self.by_name.get(name).map(|r| r.name.as_str())
+        self.get(name).map(|r| r.name.as_str())
     }
 }
 
@@ -124,9 +140,10 @@ impl Registry {
         })
     }
 
-    /// The registered repository a request's name or alias means.
+    /// The registered repository a request's name or alias means, compared
+    /// without regard to case.
     pub fn lookup(&self, name: &str) -> Option<Arc<RepoRecord>> {
-        self.index.load().by_name.get(name).cloned()
+        self.index.load().get(name).cloned()
     }
 
     /// Every registered repository, by name.
@@ -135,7 +152,7 @@ impl Registry {
         let mut repos: Vec<RepoRecord> = index
             .by_name
             .iter()
-            .filter(|(key, record)| **key == record.name)
+            .filter(|(k, record)| **k == key(&record.name))
             .map(|(_, record)| RepoRecord::clone(record))
             .collect();
         repos.sort_by(|a, b| a.name.cmp(&b.name));
@@ -154,7 +171,7 @@ impl Registry {
         check_repo_name(name).map_err(RegistryError::Invalid)?;
         let index = self.index.load();
         if let Some(owner) = index.owner_of(name) {
-            return Err(match owner == name {
+            return Err(match key(owner) == key(name) {
                 true => RegistryError::Exists(name.to_owned()),
                 false => RegistryError::AliasTaken {
                     alias: name.to_owned(),
@@ -184,8 +201,11 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         for (i, alias) in aliases.iter().enumerate() {
             check_repo_name(alias).map_err(RegistryError::Invalid)?;
-            let clash = index.owner_of(alias).filter(|owner| *owner != name);
-            let repeated = alias == name || aliases[..i].contains(alias);
+            let clash = index
+                .owner_of(alias)
+                .filter(|owner| key(owner) != key(name));
+            let repeated =
+                key(alias) == key(name) || aliases[..i].iter().any(|a| key(a) == key(alias));
             if let Some(owner) = clash.or(repeated.then_some(name)) {
                 return Err(RegistryError::AliasTaken {
                     alias: alias.clone(),
@@ -202,12 +222,11 @@ impl Registry {
         let record = self
             .index
             .load()
-            .by_name
             .get(name)
-            .filter(|r| r.name == name)
+            .filter(|r| key(&r.name) == key(name))
             .map(|r| RepoRecord::clone(r))
             .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
-        self.store.remove_repo(name)?;
+        self.store.remove_repo(&record.name)?;
         self.rebuild()?;
         Ok(record)
     }
@@ -309,6 +328,25 @@ mod tests {
         );
         assert!(reg.lookup("acme").is_none());
         assert_eq!(reg.list().len(), 1);
+    }
+
+    #[test]
+    fn names_and_aliases_match_without_regard_to_case() {
+        let (_d, reg) = open();
+        reg.add("acme/widgets", &["Proj42".into()], RepoOrigin::Admin, 1)
+            .unwrap();
+        assert_eq!(reg.lookup("ACME/Widgets").unwrap().name, "acme/widgets");
+        assert_eq!(reg.lookup("proj42").unwrap().name, "acme/widgets");
+        assert!(matches!(
+            reg.add("Acme/Widgets", &[], RepoOrigin::Admin, 1),
+            Err(RegistryError::Exists(_))
+        ));
+        assert!(matches!(
+            reg.add("b", &["PROJ42".into()], RepoOrigin::Admin, 1),
+            Err(RegistryError::AliasTaken { .. })
+        ));
+        reg.remove("ACME/WIDGETS").unwrap();
+        assert!(reg.list().is_empty());
     }
 
     #[test]

@@ -354,7 +354,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T, St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::{Role, TokenKind};
+    use crate::access::{Grant, Role, TokenKind};
     use crate::token;
 
     fn sample_token(seq: u64) -> (token::Minted, StoredToken) {
@@ -366,7 +366,14 @@ mod tests {
                 description: "ci".into(),
                 scope: Scope {
                     kind: TokenKind::Enterprise,
-                    grants: [("acme/app".to_string(), Role::Developer)].into(),
+                    grants: [(
+                        "acme/app".to_string(),
+                        Grant {
+                            role: Role::Developer,
+                            repo_seq: 1,
+                        },
+                    )]
+                    .into(),
                     minted_seq: seq,
                 },
                 created_at: 1,

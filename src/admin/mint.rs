@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::access::{Plan, Role, Scope, TokenKind};
+use crate::access::{Grant, Plan, Role, Scope, TokenKind};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError, StoredToken, TokenRecord};
 use crate::token::{self, Secret};
@@ -34,6 +34,9 @@ pub enum MintError {
     /// A grant names a repository that is not registered.
     #[error("repository {0} in grants is not registered")]
     UnknownRepository(String),
+    /// Two grant keys (a name and an alias) name the same repository.
+    #[error("grants name repository {0} twice (by name and alias)")]
+    NamedTwice(String),
     /// The description is empty or too long.
     #[error("description must be 1 to {MAX_DESCRIPTION} characters")]
     Description,
@@ -72,13 +75,20 @@ pub async fn mint(
         return Err(MintError::GrantsNotAllowed(plan.as_str()));
     }
 
-    // Grants are stored under canonical names, so an alias grants the repository.
+    // Grants are stored under canonical names, so an alias grants the
+    // repository, and bound to the registration the admin chose.
     let mut grants = BTreeMap::new();
     for (name, role) in req.grants {
         let record = registry
             .lookup(&name)
             .ok_or(MintError::UnknownRepository(name))?;
-        grants.insert(record.name.clone(), role);
+        let grant = Grant {
+            role,
+            repo_seq: record.created_seq,
+        };
+        if grants.insert(record.name.clone(), grant).is_some() {
+            return Err(MintError::NamedTwice(record.name.clone()));
+        }
     }
 
     let minted = loop {

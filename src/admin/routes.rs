@@ -76,6 +76,20 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| crate::password::hash("repogate-decoy").expect("hashing a constant works"))
 }
 
+/// At most 64 characters of `text`, control characters escaped, for logs and
+/// audit entries of values a client chose.
+fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
 impl Admin {
     pub(super) async fn route<B>(&self, req: Request<B>, peer: SocketAddr) -> Reply
     where
@@ -90,6 +104,7 @@ impl Admin {
                 return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
             }
             (&Method::GET, ["readyz"]) => return Ok(self.ready()),
+            (&Method::GET, ["metrics"]) => return Ok(self.metrics()),
             (&Method::POST, ["admin", "v1", "login"]) => return self.login(req, peer).await,
             (_, ["admin", "v1", ..]) => {}
             _ => return Err(AdminError::NotFound(format!("route {path}"))),
@@ -128,8 +143,9 @@ impl Admin {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         // Refuse inside the back-off window before doing any argon2 work.
-        self.limiter
-            .check(peer.ip())
+        let attempt = self
+            .limiter
+            .begin(peer.ip())
             .map_err(AdminError::TooManyAttempts)?;
         let runtime = self.gateway.runtime.load_full();
         let body = read_body(req.into_body(), runtime.config.admin.max_body_bytes).await?;
@@ -146,13 +162,16 @@ impl Admin {
             .to_owned();
         let verified = self.verifier.verify(phc, login.password).await? && user.is_some();
         if !verified {
-            self.limiter.failed(peer.ip());
-            self.audit(&login.user, peer, "login", "", "wrong password");
-            tracing::info!(user = %login.user, client.ip = %peer.ip(), "admin login failed");
+            attempt.failed();
+            self.gateway.metrics.login_failures.inc();
+            // The name is whatever the client sent: bound it and keep it on one line.
+            let tried = printable(&login.user);
+            self.audit(&tried, peer, "login", "", "wrong password");
+            tracing::info!(user = %tried, client.ip = %peer.ip(), "admin login failed");
             return Err(AdminError::WrongPassword);
         }
 
-        self.limiter.succeeded(peer.ip());
+        attempt.succeeded();
         let (text, session) = self
             .sessions
             .open(&login.user, runtime.config.admin.session_ttl)?;
@@ -440,8 +459,18 @@ impl Admin {
             "tokens": self.gateway.tokens.store().token_count(),
             "repositories": self.gateway.registry.list().len(),
             "cache": { "entries": self.gateway.tokens.len(), "hits": cache.hits, "misses": cache.misses },
+            "last_reload": self.gateway.reloads.last(),
         });
         json_response(StatusCode::OK, &body)
+    }
+
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.gateway.metrics.render())));
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        response
     }
 
     fn ready(&self) -> Response<Full<Bytes>> {

@@ -97,42 +97,72 @@ const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// Longest delay between attempts.
 const MAX_DELAY: Duration = Duration::from_secs(60);
 
+/// How long a client is told to wait while its previous attempt is being checked.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, Debug)]
 struct Failures {
     count: u32,
     last: Instant,
     next_allowed: Instant,
+    /// An attempt from this address is being checked now. One at a time per
+    /// address, or a burst of parallel guesses would all be checked before
+    /// the first failure could slow the next.
+    in_flight: bool,
 }
 
 /// Failed logins per client address, with a delay that doubles per failure.
-/// A client inside its delay is refused before any argon2 work is done.
+/// A client inside its delay, or with an attempt still being checked, is
+/// refused before any argon2 work is done.
 #[derive(Default)]
 pub struct LoginLimiter {
     failures: DashMap<IpAddr, Failures>,
 }
 
-impl LoginLimiter {
-    /// `Err(wait)` when `ip` must wait before trying again.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        match self.failures.get(&ip) {
-            Some(f) if f.next_allowed > now => Err(f.next_allowed - now),
-            _ => Ok(()),
-        }
-    }
+/// One login attempt under way; report how it went, or drop it to abandon it.
+pub struct Attempt<'a> {
+    limiter: &'a LoginLimiter,
+    ip: IpAddr,
+    reported: bool,
+}
 
-    /// Records a failed attempt from `ip`.
-    pub fn failed(&self, ip: IpAddr) {
+impl LoginLimiter {
+    /// Starts an attempt from `ip`, or says how long to wait first.
+    pub fn begin(&self, ip: IpAddr) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
         if self.failures.len() > 10_000 {
             self.failures
-                .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+                .retain(|_, f| f.in_flight || now.duration_since(f.last) < FORGET_AFTER);
         }
         let mut entry = self.failures.entry(ip).or_insert(Failures {
             count: 0,
             last: now,
             next_allowed: now,
+            in_flight: false,
         });
+        if entry.in_flight {
+            return Err(IN_FLIGHT_WAIT);
+        }
+        if entry.next_allowed > now {
+            return Err(entry.next_allowed - now);
+        }
+        entry.in_flight = true;
+        Ok(Attempt {
+            limiter: self,
+            ip,
+            reported: false,
+        })
+    }
+}
+
+impl Attempt<'_> {
+    /// The password was wrong: the address waits twice as long as last time.
+    pub fn failed(mut self) {
+        self.reported = true;
+        let now = Instant::now();
+        let Some(mut entry) = self.limiter.failures.get_mut(&self.ip) else {
+            return;
+        };
         if now.duration_since(entry.last) >= FORGET_AFTER {
             entry.count = 0;
         }
@@ -142,11 +172,23 @@ impl LoginLimiter {
             .saturating_mul(1 << (entry.count - 1).min(16))
             .min(MAX_DELAY);
         entry.next_allowed = now + delay;
+        entry.in_flight = false;
     }
 
-    /// Forgets `ip`'s failures after a successful login.
-    pub fn succeeded(&self, ip: IpAddr) {
-        self.failures.remove(&ip);
+    /// The login worked: the address's failures are forgotten.
+    pub fn succeeded(mut self) {
+        self.reported = true;
+        self.limiter.failures.remove(&self.ip);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            if let Some(mut entry) = self.limiter.failures.get_mut(&self.ip) {
+                entry.in_flight = false;
+            }
+        }
     }
 }
 
@@ -192,16 +234,28 @@ mod tests {
     async fn failed_logins_wait_longer_each_time_and_success_resets() {
         let limiter = LoginLimiter::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(limiter.check(ip).is_ok());
-        limiter.failed(ip);
-        assert_eq!(limiter.check(ip), Err(Duration::from_millis(250)));
+        limiter.begin(ip).unwrap().failed();
+        assert_eq!(limiter.begin(ip).err(), Some(Duration::from_millis(250)));
         tokio::time::advance(Duration::from_millis(250)).await;
-        assert!(limiter.check(ip).is_ok());
-        limiter.failed(ip);
-        assert_eq!(limiter.check(ip), Err(Duration::from_millis(500)));
+        limiter.begin(ip).unwrap().failed();
+        assert_eq!(limiter.begin(ip).err(), Some(Duration::from_millis(500)));
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert!(limiter.check(other).is_ok(), "limits are per address");
-        limiter.succeeded(ip);
-        assert!(limiter.check(ip).is_ok());
+        assert!(limiter.begin(other).is_ok(), "limits are per address");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        limiter.begin(ip).unwrap().succeeded();
+        assert!(limiter.begin(ip).is_ok());
+    }
+
+    #[test]
+    fn only_one_attempt_per_address_is_checked_at_a_time() {
+        let limiter = LoginLimiter::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let first = limiter.begin(ip).unwrap();
+        assert_eq!(limiter.begin(ip).err(), Some(IN_FLIGHT_WAIT));
+        drop(first);
+        assert!(
+            limiter.begin(ip).is_ok(),
+            "an abandoned attempt frees the address"
+        );
     }
 }

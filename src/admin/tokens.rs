@@ -141,7 +141,12 @@ impl TokenView {
             description: record.description.clone(),
             kind: record.scope.kind,
             admin: record.scope.kind == TokenKind::Admin,
-            grants: record.scope.grants.clone(),
+            grants: record
+                .scope
+                .grants
+                .iter()
+                .map(|(repo, g)| (repo.clone(), g.role))
+                .collect(),
             status: Status::of(record, now_ms),
             created_at: iso(record.created_at),
             created_by: record.created_by.clone(),

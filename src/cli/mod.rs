@@ -107,7 +107,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = crate::logging::init(&config.log);
+    crate::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,7 +141,7 @@ fn demo() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let _log = crate::logging::init(&config.log);
+    crate::logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -38,6 +38,18 @@ pub fn extract(headers: &HeaderMap) -> Credential {
     Credential::Missing
 }
 
+/// Query parameters GitLab reads credentials from (and prefers over the
+/// header repogate injects). A request carrying one is refused.
+const QUERY_CREDENTIALS: [&str; 3] = ["private_token", "access_token", "job_token"];
+
+/// Whether the query string carries a credential of its own.
+pub fn query_has_credential(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, _)| QUERY_CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c)))
+    })
+}
+
 fn from_authorization(value: &str) -> Credential {
     let value = value.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -130,6 +142,15 @@ mod tests {
             extract(&with("authorization", &basic("me", "hunter2"))),
             Credential::Foreign
         );
+    }
+
+    #[test]
+    fn credentials_in_the_query_string_are_recognised() {
+        assert!(query_has_credential(Some("private_token=glpat-1")));
+        assert!(query_has_credential(Some("a=1&ACCESS_TOKEN=x")));
+        assert!(query_has_credential(Some("job_token=x")));
+        assert!(!query_has_credential(Some("service=git-upload-pack")));
+        assert!(!query_has_credential(None));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::access::{Action, Denial};
 use crate::cache::ResolveError;
+use crate::metrics::Decision;
 use crate::route::PathError;
 use crate::token::TokenId;
 
@@ -19,6 +20,10 @@ pub enum ProxyError {
     /// The path is unsafe to route (dot segments, double encoding, NUL...).
     #[error("request path refused: {0}")]
     BadPath(#[from] PathError),
+    /// The request asks to be treated as another method; rules match the
+    /// real method, so such a request could be classified wrongly.
+    #[error("method override headers are not accepted")]
+    MethodOverride,
     /// No route prefix matches.
     #[error("no route for this path")]
     NoRoute,
@@ -26,7 +31,7 @@ pub enum ProxyError {
     #[error("no rule of route {prefix} covers this method and path")]
     NoRule {
         /// The matched route's prefix.
-        prefix: String,
+        prefix: std::sync::Arc<str>,
     },
     /// No credential was sent.
     #[error("a repogate token is required")]
@@ -55,6 +60,9 @@ pub enum ProxyError {
     /// The request's path and query cannot be put on an upstream URI.
     #[error("request target cannot be forwarded: {0}")]
     Unforwardable(#[from] http::Error),
+    /// The client stopped sending its request body mid-way.
+    #[error("request body stalled; the client sent nothing for too long")]
+    ClientStalled,
     /// The upstream could not be reached or failed before answering.
     #[error("upstream {upstream} failed: {source}")]
     Upstream {
@@ -73,6 +81,17 @@ pub enum ProxyError {
     },
 }
 
+/// Whether a failed request came from git, which changes how it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GitClient {
+    /// Not a git route.
+    No,
+    /// A git route, from a client that does not say it is git.
+    GitRoute,
+    /// A git route, from git itself (`User-Agent: git/…`).
+    Git,
+}
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'static str,
@@ -89,6 +108,7 @@ impl ProxyError {
     pub fn status(&self) -> (StatusCode, &'static str) {
         match self {
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_path"),
+            ProxyError::MethodOverride => (StatusCode::BAD_REQUEST, "method_override"),
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ProxyError::NoRule { .. } => (StatusCode::FORBIDDEN, "no_rule"),
             ProxyError::MissingToken => (StatusCode::UNAUTHORIZED, "missing_token"),
@@ -108,8 +128,31 @@ impl ProxyError {
             ProxyError::Denied { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ProxyError::Body(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             ProxyError::Unforwardable(_) => (StatusCode::BAD_REQUEST, "bad_path"),
+            ProxyError::ClientStalled => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ProxyError::Upstream { .. } => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        }
+    }
+
+    /// How the request ended, for metrics; one arm per error.
+    pub fn decision(&self) -> Decision {
+        match self {
+            ProxyError::MissingToken
+            | ProxyError::ForeignCredential
+            | ProxyError::Token(
+                ResolveError::Format(_) | ResolveError::Unknown(_) | ResolveError::WrongSecret(_),
+            )
+            | ProxyError::Denied { .. } => Decision::Denied,
+            ProxyError::BadPath(_)
+            | ProxyError::MethodOverride
+            | ProxyError::NoRoute
+            | ProxyError::NoRule { .. }
+            | ProxyError::Body(_)
+            | ProxyError::ClientStalled
+            | ProxyError::Unforwardable(_) => Decision::Refused,
+            ProxyError::Token(ResolveError::Store(_))
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTimeout { .. } => Decision::Failed,
         }
     }
 
@@ -126,9 +169,11 @@ impl ProxyError {
         }
     }
 
-    /// Builds the response: JSON body, plus `WWW-Authenticate` on 401
-    /// (`Basic` on git routes, so a git client asks for credentials).
-    pub fn into_response(self, basic_challenge: bool) -> Response<ProxyBody> {
+    /// Builds the response: a JSON body, plus `WWW-Authenticate` on 401.
+    /// For a git client on a git route the challenge is `Basic` (so git asks
+    /// for credentials) and the body is plain text, which git shows to its
+    /// user as `remote: …` where it would hide JSON.
+    pub fn into_response(self, git: GitClient) -> Response<ProxyBody> {
         let (status, code) = self.status();
         let (repo, action) = match &self {
             ProxyError::Denied { repo, action, .. } => (repo.as_deref(), Some(*action)),
@@ -140,19 +185,25 @@ impl ProxyError {
             repo,
             action,
         };
-        let json = serde_json::to_vec(&body).expect("error bodies serialize");
+        let (bytes, content_type) = match git {
+            GitClient::Git => (
+                format!("repogate: {}\n", body.message).into_bytes(),
+                "text/plain; charset=utf-8",
+            ),
+            GitClient::GitRoute | GitClient::No => (
+                serde_json::to_vec(&body).expect("error bodies serialize"),
+                "application/json",
+            ),
+        };
 
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from(json))));
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from(bytes))));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         if status == StatusCode::UNAUTHORIZED {
-            let challenge = match basic_challenge {
-                true => "Basic realm=\"repogate\"",
-                false => "Bearer realm=\"repogate\"",
+            let challenge = match git {
+                GitClient::Git | GitClient::GitRoute => "Basic realm=\"repogate\"",
+                GitClient::No => "Bearer realm=\"repogate\"",
             };
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -1,6 +1,14 @@
 //! Forwarding an allowed request to its upstream over a pooled client.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
@@ -29,7 +37,7 @@ pub struct Upstream {
     inject: Vec<(HeaderName, HeaderValue)>,
     /// Longest wait for the response head.
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<HttpsConnector<HttpConnector>, TimedBody>,
 }
 
 /// Why an upstream client could not be built.
@@ -111,35 +119,41 @@ impl Upstream {
 
     /// Sends the request upstream and returns its response head with the body
     /// streaming behind it. `path` is the path to forward, exactly as received.
+    /// The upstream's `timeout` runs from the moment the request body has been
+    /// sent in full, so a long push is not cut short; a client that stalls
+    /// its body for longer than `body_idle` is cut off instead.
     pub async fn forward(
         &self,
         mut parts: Parts,
         body: RequestBody,
         path: &str,
         client: ClientInfo<'_>,
+        body_idle: Duration,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         parts.uri = self.uri_for(path, parts.uri.query())?;
         parts.version = Version::HTTP_11;
         headers::prepare_request(&mut parts.headers, client, &self.inject);
 
-        let sent = tokio::time::timeout(
-            self.timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        );
-        let response = match sent.await {
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    upstream: self.name.clone(),
-                    seconds: self.timeout.as_secs(),
-                })
+        let (sent_tx, sent_rx) = oneshot::channel();
+        let body = TimedBody::new(body, body_idle, sent_tx);
+        let request = self.client.request(Request::from_parts(parts, body));
+        // A dropped sender (the body abandoned) starts the clock as well.
+        let deadline = async {
+            let _ = sent_rx.await;
+            tokio::time::sleep(self.timeout).await;
+        };
+        let response = tokio::select! {
+            result = request => match result {
+                Ok(response) => response,
+                Err(source) if stalled(&source) => return Err(ProxyError::ClientStalled),
+                Err(source) => {
+                    return Err(ProxyError::Upstream { upstream: self.name.clone(), source })
+                }
+            },
+            () = deadline => {
+                let seconds = self.timeout.as_secs();
+                return Err(ProxyError::UpstreamTimeout { upstream: self.name.clone(), seconds });
             }
-            Ok(Err(source)) => {
-                return Err(ProxyError::Upstream {
-                    upstream: self.name.clone(),
-                    source,
-                })
-            }
-            Ok(Ok(response)) => response,
         };
 
         let (mut head, body) = response.into_parts();
@@ -166,5 +180,91 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()?)
+    }
+}
+
+/// The client stopped sending its request body for longer than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("client stopped sending its request body")]
+struct ClientStalled;
+
+fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<ClientStalled>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// A request body on its way upstream that says when it has been sent in
+/// full and fails when the client goes quiet for longer than `idle`.
+pub struct TimedBody {
+    inner: RequestBody,
+    idle: Duration,
+    /// Armed while the client has nothing for us; reset by every frame.
+    stall: Option<Pin<Box<Sleep>>>,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl TimedBody {
+    fn new(inner: RequestBody, idle: Duration, sent: oneshot::Sender<()>) -> Self {
+        let mut body = TimedBody {
+            inner,
+            idle,
+            stall: None,
+            sent: Some(sent),
+        };
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.stall = None;
+                if frame.is_none() || this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientStalled)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

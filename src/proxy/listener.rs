@@ -84,7 +84,10 @@ pub async fn serve(
         );
         let handshake_timeout = server.header_read_timeout;
         tokio::spawn(async move {
+            let open = gateway.metrics.open_connections.clone();
+            open.inc();
             serve_connection(stream, peer, gateway, &builder, watcher, handshake_timeout).await;
+            open.dec();
             drop(permit);
         });
     }

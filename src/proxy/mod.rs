@@ -10,24 +10,29 @@ pub mod error;
 pub mod forward;
 pub mod headers;
 pub mod listener;
+pub mod redact;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use crate::access::{self, Action, Target, Validity};
 use crate::cache::TokenCache;
 use crate::config::Config;
+use crate::metrics::{Decision, Label, Metrics, RequestLabels, RouteLabels};
 use crate::registry::Registry;
+use crate::reload::ReloadState;
 use crate::route::{Match, RepoRef, RouteTable};
+use crate::token::TokenId;
 use credential::Credential;
-use error::ProxyError;
+use error::{GitClient, ProxyError};
 use forward::Upstream;
 use headers::ClientInfo;
 
@@ -36,6 +41,13 @@ use headers::ClientInfo;
 pub type RequestBody = Either<Incoming, Full<Bytes>>;
 /// Body of a response to the client: the upstream's stream, or our JSON error.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Headers some frameworks honour to run a request as another method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Largest url-encoded form body read to find a repository name.
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -110,6 +122,10 @@ pub struct Gateway {
     pub tokens: Arc<TokenCache>,
     /// Registered repositories and the default role.
     pub registry: Arc<Registry>,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The outcome of the last config reload, for status and metrics.
+    pub reloads: ReloadState,
 }
 
 /// What the listener knows about the connection a request came on.
@@ -121,29 +137,107 @@ pub struct Connection {
     pub tls: bool,
 }
 
-/// What the decision was about, kept for the denial log line.
-struct Decided {
-    action: Action,
+/// What a request turned out to be about, filled in step by step for the
+/// log lines and metrics written once it ends.
+#[derive(Default)]
+struct Trail {
+    route: Option<Arc<str>>,
+    action: Option<Action>,
     git: bool,
+    token: Option<TokenId>,
+    repo: Option<String>,
+    upstream: Option<Duration>,
 }
 
 impl Gateway {
     /// Handles one proxied request from start to finish.
     pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<ProxyBody> {
+        let started = Instant::now();
         let runtime = self.runtime.load_full();
-        let mut decided = Decided {
-            action: Action::Read,
-            git: false,
-        };
-        match self
-            .authorize_and_forward(&runtime, req, conn, &mut decided)
+        tracing::trace!(
+            method = %req.method(),
+            path = redact::path(req.uri()),
+            headers = ?redact::Headers(req.headers()),
+            client.ip = %conn.peer.ip(),
+            "request received"
+        );
+        let access_log = runtime
+            .config
+            .log
+            .access_log
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        let from_git = req
+            .headers()
+            .get(header::USER_AGENT)
+            .is_some_and(|ua| ua.as_bytes().starts_with(b"git/"));
+
+        let mut trail = Trail::default();
+        let (response, decision) = match self
+            .authorize_and_forward(&runtime, req, conn, &mut trail)
             .await
         {
-            Ok(response) => response,
+            Ok(response) => (response, Decision::Allowed),
             Err(err) => {
-                log_failure(&err, conn, decided.action);
-                err.into_response(decided.git)
+                log_failure(&err, conn, &trail);
+                let decision = err.decision();
+                let git = match (trail.git, from_git) {
+                    (false, _) => GitClient::No,
+                    (true, false) => GitClient::GitRoute,
+                    (true, true) => GitClient::Git,
+                };
+                (err.into_response(git), decision)
             }
+        };
+
+        self.record(&trail, decision, response.status(), started);
+        if let Some((method, path)) = access_log {
+            tracing::info!(
+                target: "repogate::access",
+                %method,
+                path,
+                route = trail.route.as_deref().unwrap_or("-"),
+                repo = trail.repo.as_deref().unwrap_or("-"),
+                action = trail.action.map_or("-", Action::as_str),
+                decision = ?decision,
+                status = response.status().as_u16(),
+                upstream_ms = trail.upstream.map(|d| d.as_secs_f64() * 1000.0),
+                token.id = trail.token.as_ref().map(TokenId::as_str).unwrap_or("-"),
+                client.ip = %conn.peer.ip(),
+                "access"
+            );
+        }
+        response
+    }
+
+    fn record(
+        &self,
+        trail: &Trail,
+        decision: Decision,
+        status: http::StatusCode,
+        started: Instant,
+    ) {
+        let route = Label(
+            trail
+                .route
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&self.metrics.no_route)),
+        );
+        let labels = RequestLabels {
+            route: route.clone(),
+            decision,
+            status: status.as_u16(),
+        };
+        self.metrics.requests.get_or_create(&labels).inc();
+        let route = RouteLabels { route };
+        self.metrics
+            .request_seconds
+            .get_or_create(&route)
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(upstream) = trail.upstream {
+            self.metrics
+                .upstream_seconds
+                .get_or_create(&route)
+                .observe(upstream.as_secs_f64());
         }
     }
 
@@ -152,9 +246,15 @@ impl Gateway {
         runtime: &Runtime,
         req: Request<Incoming>,
         conn: Connection,
-        decided: &mut Decided,
+        trail: &mut Trail,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, body) = req.into_parts();
+        if METHOD_OVERRIDES
+            .iter()
+            .any(|h| parts.headers.contains_key(*h))
+        {
+            return Err(ProxyError::MethodOverride);
+        }
 
         // Route first: it says which repository and action the request is about.
         let path = parts.uri.path();
@@ -162,15 +262,17 @@ impl Gateway {
             Match::BadPath(e) => return Err(ProxyError::BadPath(e)),
             Match::NoRoute => return Err(ProxyError::NoRoute),
             Match::NoRule { route } => {
+                trail.route = Some(Arc::clone(&route.prefix));
                 return Err(ProxyError::NoRule {
-                    prefix: route.prefix.clone(),
-                })
+                    prefix: Arc::clone(&route.prefix),
+                });
             }
             Match::Found(m) => m,
         };
-        decided.action = matched.action;
-        decided.git = matched.git;
-        let route = matched.route;
+        let (route, action) = (matched.route, matched.action);
+        trail.route = Some(Arc::clone(&route.prefix));
+        trail.action = Some(action);
+        trail.git = matched.git;
         let strip = path.len() - matched.forward_path.len();
         let repo_ref = match matched.repo {
             RepoRef::Name(name) => RepoSource::Name(name.into_owned()),
@@ -179,13 +281,18 @@ impl Gateway {
         };
 
         // Then the token: cheap format checks before the cache, the cache before the store.
+        if credential::query_has_credential(parts.uri.query()) {
+            return Err(ProxyError::ForeignCredential);
+        }
         let presented = match credential::extract(&parts.headers) {
             Credential::Missing => return Err(ProxyError::MissingToken),
             Credential::Foreign => return Err(ProxyError::ForeignCredential),
             Credential::Token(t) => t,
         };
         let now = crate::now_ms();
-        let cached = self.tokens.resolve(&presented, now)?;
+        let cached = self.tokens.resolve(&presented)?;
+        self.metrics.tokens_resolved.inc();
+        trail.token = Some(cached.record.id);
 
         // Only a form-field source needs the body before deciding.
         let (repo, body) = match repo_ref {
@@ -195,7 +302,8 @@ impl Gateway {
         };
 
         let found = repo.as_deref().and_then(|name| self.registry.lookup(name));
-        let target = match (&found, repo.as_deref()) {
+        trail.repo = found.as_ref().map(|r| r.name.clone()).or(repo);
+        let target = match (&found, trail.repo.as_deref()) {
             (Some(record), _) => Target::Registered {
                 name: &record.name,
                 created_seq: record.created_seq,
@@ -207,22 +315,19 @@ impl Gateway {
             revoked_at: cached.record.revoked_at,
             expires_at: cached.record.expires_at,
         };
-        let scope = &cached.record.scope;
-        access::decide(
-            scope,
-            validity,
-            target,
-            matched_action(decided),
-            self.registry.default_role(),
-            now,
-        )
-        .map_err(|denial| ProxyError::Denied {
-            token: cached.record.id,
-            denial,
-            repo: found.as_ref().map(|r| r.name.clone()).or(repo.clone()),
-            action: decided.action,
-        })?;
-        tracing::debug!(token.id = %cached.record.id, repo = repo.as_deref().unwrap_or("-"), action = %decided.action, "allowed");
+        let default = self.registry.default_role();
+        if let Err(denial) =
+            access::decide(&cached.record.scope, validity, target, action, default, now)
+        {
+            return Err(ProxyError::Denied {
+                token: cached.record.id,
+                denial,
+                repo: trail.repo.clone(),
+                action,
+            });
+        }
+        // Only an allowed request counts as a use of the token.
+        self.tokens.record_use(&cached, now);
 
         // Finally forward, with the client's credential swapped for the upstream's.
         let upstream = &runtime.upstreams[route.upstream];
@@ -238,12 +343,14 @@ impl Gateway {
             host: host.as_ref(),
         };
         let forward_path = parts.uri.path()[strip..].to_owned();
-        upstream.forward(parts, body, &forward_path, client).await
+        let sent = Instant::now();
+        let idle = runtime.config.server.idle_timeout;
+        let result = upstream
+            .forward(parts, body, &forward_path, client, idle)
+            .await;
+        trail.upstream = Some(sent.elapsed());
+        result
     }
-}
-
-fn matched_action(decided: &Decided) -> Action {
-    decided.action
 }
 
 /// Where the repository name comes from, owned so the request can move on.
@@ -253,36 +360,66 @@ enum RepoSource<'t> {
     None,
 }
 
-/// Reads a small url-encoded body to find `field`. Other bodies (multipart
-/// uploads) are streamed untouched and the repository stays unknown, so only
-/// tokens holding the action on every repository pass: admin tokens.
+/// Finds the repository named by form field `field`, in the query string and
+/// in a url-encoded body (read whole, up to 64 KiB, then forwarded as read).
+/// The two may not disagree, nor may the body name it twice. Any other
+/// non-empty body (a multipart upload) is streamed untouched and the
+/// repository is unknown: it might name another one, so only tokens holding
+/// the action on every repository (admin tokens) pass.
 async fn repo_from_form(
     parts: &Parts,
     body: Incoming,
     field: &str,
 ) -> Result<(Option<String>, RequestBody), ProxyError> {
+    let in_query = parts
+        .uri
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == field))
+        .map(|(_, v)| v.into_owned());
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        .and_then(|v| v.get(..33))
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
     if !is_form {
-        return Ok((None, Either::Left(body)));
+        let value = if body.is_end_stream() { in_query } else { None };
+        return Ok((value, Either::Left(body)));
     }
+
     let bytes = Limited::new(body, MAX_FORM_BYTES)
         .collect()
         .await
         .map_err(|e| ProxyError::Body(e.to_string()))?
         .to_bytes();
-    let value = form_urlencoded::parse(&bytes)
-        .find(|(k, _)| k == field)
-        .map(|(_, v)| v.into_owned());
-    Ok((value, Either::Right(Full::new(bytes))))
+    let in_body: Vec<_> = form_urlencoded::parse(&bytes)
+        .filter(|(k, _)| k == field)
+        .map(|(_, v)| v)
+        .collect();
+    let conflict = || {
+        ProxyError::Body(format!(
+            "form field {field} must name one repository, once, in the query or the body"
+        ))
+    };
+    let name = match (in_query, in_body.as_slice()) {
+        (query, []) => query,
+        (None, [only]) => Some(only.to_string()),
+        (Some(query), [only]) if query == *only => Some(query),
+        _ => return Err(conflict()),
+    };
+    if name
+        .as_deref()
+        .is_some_and(|n| !crate::route::is_safe_repo_name(n))
+    {
+        return Err(conflict());
+    }
+    Ok((name, Either::Right(Full::new(bytes))))
 }
 
 /// One log event per failed request: denials at info with who and what,
-/// upstream failures at warn, everything else at debug.
-fn log_failure(err: &ProxyError, conn: Connection, action: Action) {
+/// upstream failures at warn, other refusals at info.
+fn log_failure(err: &ProxyError, conn: Connection, trail: &Trail) {
+    let action = trail.action.map_or("-", Action::as_str);
     let (status, code) = err.status();
     match err {
         ProxyError::Denied {
@@ -293,12 +430,16 @@ fn log_failure(err: &ProxyError, conn: Connection, action: Action) {
         } => tracing::info!(
             token.id = %token,
             repo = repo.as_deref().unwrap_or("-"),
-            action = %action,
+            action,
             reason = %denial,
             client.ip = %conn.peer.ip(),
             status = status.as_u16(),
             "request denied"
         ),
+        // git asks once without credentials before every operation: routine, not a denial.
+        ProxyError::MissingToken => {
+            tracing::debug!(client.ip = %conn.peer.ip(), status = status.as_u16(), "no token; challenged")
+        }
         ProxyError::Upstream { .. } | ProxyError::UpstreamTimeout { .. } => {
             tracing::warn!(error = %err, client.ip = %conn.peer.ip(), status = status.as_u16(), "upstream failed")
         }

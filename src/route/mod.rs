@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -148,8 +149,9 @@ pub struct RouteTable {
 
 /// One compiled route.
 pub struct Route {
-    /// The path prefix this route serves.
-    pub prefix: String,
+    /// The path prefix this route serves; shared, so metrics and logs can
+    /// label a request with it without copying.
+    pub prefix: Arc<str>,
     /// Index of the upstream in the config's `upstreams` list.
     pub upstream: usize,
     /// Whether the prefix is removed before matching and forwarding.
@@ -313,7 +315,7 @@ impl Route {
             .enumerate()
             .map(|(i, rule)| Rule::compile(rule, false).map_err(|kind| error(Some(i), kind)));
         Ok(Route {
-            prefix: spec.prefix.to_owned(),
+            prefix: Arc::from(spec.prefix),
             upstream: spec.upstream,
             strip_prefix: spec.strip_prefix,
             preset: spec.preset,

@@ -233,19 +233,25 @@ fn bitbucket_server() -> Vec<Def> {
     defs
 }
 
-/// Git smart HTTP. Dumb HTTP (`info/refs` without `service`) is not served.
+/// Git smart HTTP, with or without the `.git` suffix (GitLab and
+/// `git http-backend` serve both). Dumb HTTP (`info/refs` without
+/// `service`) is not served.
 fn git_http() -> Vec<Def> {
-    let refs = "/{repo+}.git/info/refs";
-    vec![
-        def(GET, refs, Action::Clone)
-            .query("service", "git-upload-pack")
-            .git(),
-        def(GET, refs, Action::Write)
-            .query("service", "git-receive-pack")
-            .git(),
-        def(POST, "/{repo+}.git/git-upload-pack", Action::Clone).git(),
-        def(POST, "/{repo+}.git/git-receive-pack", Action::Write).git(),
-    ]
+    let mut defs = Vec::new();
+    for repo in ["/{repo+}.git", "/{repo+}"] {
+        let refs = format!("{repo}/info/refs");
+        defs.extend([
+            def(GET, &refs, Action::Clone)
+                .query("service", "git-upload-pack")
+                .git(),
+            def(GET, &refs, Action::Write)
+                .query("service", "git-receive-pack")
+                .git(),
+            def(POST, format!("{repo}/git-upload-pack"), Action::Clone).git(),
+            def(POST, format!("{repo}/git-receive-pack"), Action::Write).git(),
+        ]);
+    }
+    defs
 }
 
 /// The SCA service's scan calls. The finish call carries only an upload id,

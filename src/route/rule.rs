@@ -113,9 +113,11 @@ impl Rule {
             Source::Path => RepoRef::Name(join_captures(captures.spans(), req.segments, req.path)),
             Source::None => RepoRef::None,
             Source::Query(key) => RepoRef::Name(safe_value(req.query, key)?),
+            // The proxy reads the query value together with the body, so the
+            // two cannot name different repositories.
             Source::Form(key) => match lookup(req.query, key) {
                 Lookup::Missing => RepoRef::Form(key),
-                Lookup::One(name) if is_safe_repo_name(&name) => RepoRef::Name(name),
+                Lookup::One(name) if is_safe_repo_name(&name) => RepoRef::Form(key),
                 Lookup::One(_) | Lookup::Many => return None,
             },
         };

@@ -13,17 +13,16 @@ use rustls::RootCertStore;
 
 use crate::common::Gate;
 
-/// A TLS gateway and the root store its clients trust.
-pub struct TlsGate {
-    /// The gateway; its `url` is `https://127.0.0.1:PORT…`.
-    pub gate: Gate,
+/// Makes HTTPS clients that trust the test certificate and nothing else.
+pub struct Https {
     roots: RootCertStore,
 }
 
 /// Starts a gateway from `rest` (upstreams and routes) with `[server] tls`
-/// set to a certificate for `localhost` and `127.0.0.1`. The harness's
-/// `gateway` writes its own `[server]` table, so the config is built here.
-pub async fn tls_gateway(rest: &str) -> TlsGate {
+/// set to a certificate for `localhost` and `127.0.0.1`; its `url` is
+/// `https://127.0.0.1:PORT…`. The harness's `gateway` writes its own
+/// `[server]` table, so the config is built here.
+pub async fn tls_gateway(rest: &str) -> (Gate, Https) {
     let dir = tempfile::tempdir().unwrap();
     let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     let certified = rcgen::generate_simple_self_signed(names).expect("rcgen makes a certificate");
@@ -48,13 +47,10 @@ pub async fn tls_gateway(rest: &str) -> TlsGate {
     let base = format!("https://127.0.0.1:{}", running.proxy_addr.port());
     let mut roots = RootCertStore::empty();
     roots.add(certified.cert.der().clone()).unwrap();
-    TlsGate {
-        gate: Gate { dir, running, base },
-        roots,
-    }
+    (Gate { dir, running, base }, Https { roots })
 }
 
-impl TlsGate {
+impl Https {
     /// An HTTPS client that offers only `version` by ALPN.
     pub fn client(&self, version: Version) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -237,7 +237,7 @@ fn a_missing_repo_query_parameter_falls_through_to_the_next_rule() {
 }
 
 #[test]
-fn a_form_source_uses_the_query_when_it_has_the_field() {
+fn a_form_source_leaves_query_and_body_to_the_proxy_but_refuses_a_bad_query_value() {
     let specs = rules(
         r#"
         [[rules]]
@@ -248,13 +248,23 @@ fn a_form_source_uses_the_query_when_it_has_the_field() {
     );
     let table = compile(&[route("/", &specs)]);
 
+    // The proxy reads the query value together with the body, so the two
+    // cannot disagree; the matcher only refuses a repeated or unsafe value.
     assert_eq!(
         outcome(&table, "POST", "/upload?repositoryName=acme"),
-        "scan acme"
+        "scan form:repositoryName"
     );
     assert_eq!(
         outcome(&table, "POST", "/upload"),
         "scan form:repositoryName"
+    );
+    assert_eq!(
+        outcome(&table, "POST", "/upload?repositoryName=a&repositoryName=b"),
+        "no rule"
+    );
+    assert_eq!(
+        outcome(&table, "POST", "/upload?repositoryName=a/../b"),
+        "no rule"
     );
 }
 

@@ -210,8 +210,14 @@ fn git_http_endpoints_need_clone_or_write() {
             "GET /acme/widgets.git/info/refs -> no rule",
             "GET /acme/widgets.git/info/refs?service=git-archive -> no rule",
             "GET /acme/widgets.git/HEAD -> no rule",
-            "GET /acme/widgets/info/refs?service=git-upload-pack -> no rule",
-            "GET /.git/info/refs?service=git-upload-pack -> no rule",
+            "GET /acme/widgets/info/refs?service=git-upload-pack -> clone acme/widgets",
+            "GET /acme/widgets/info/refs?service=git-receive-pack -> write acme/widgets",
+            "POST /acme/widgets/git-upload-pack -> clone acme/widgets",
+            "POST /group/sub/project/git-receive-pack -> write group/sub/project",
+            "GET /acme/widgets/info/refs -> no rule",
+            // Without the suffix rule this would not match; as a name, `.git` is
+            // an unregistered repository that only admin tokens reach.
+            "GET /.git/info/refs?service=git-upload-pack -> clone .git",
             "GET /acme/widgets.git/git-upload-pack -> no rule",
             "POST /acme/widgets.git/info/lfs/objects/batch -> no rule",
         ],
@@ -246,7 +252,7 @@ fn sca_scan_calls_need_scan() {
         Preset::ScaScan,
         &[
             "POST /api/1.0/open/uploads/dependencies/files -> scan form:repositoryName",
-            "POST /api/1.0/open/uploads/dependencies/files?repositoryName=acme%2Fwidgets -> scan acme/widgets",
+            "POST /api/1.0/open/uploads/dependencies/files?repositoryName=acme%2Fwidgets -> scan form:repositoryName",
             "POST /api/1.0/open/uploads/dependencies/files?repositoryName=a/../b -> no rule",
             "POST /api/1.0/open/finishes/dependencies/files/uploads -> scan -",
             "GET /api/1.0/open/uploads/dependencies/files -> no rule",
