@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
@@ -52,7 +52,7 @@ pub struct Running {
     pub admin: Arc<Admin>,
     /// The shared data-plane state.
     pub gateway: Arc<Gateway>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
@@ -98,14 +98,27 @@ pub async fn start(
         reloads: ReloadState::default(),
     });
 
-    let (proxy_listener, proxy_addr) = bind(config.server.listen).await?;
+    let workers = config.server.worker_count();
+    let proxy_listeners =
+        proxy::listener::bind(config.server.listen, workers).map_err(|source| {
+            StartError::Bind {
+                addr: config.server.listen,
+                source,
+            }
+        })?;
+    let proxy_addr = proxy_listeners[0]
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
     let (admin_listener, admin_addr) = bind(config.admin.listen).await?;
     let scheme = if config.server.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    tracing::info!(addr = %proxy_addr, scheme, repositories_added = added, "proxy listening");
+    tracing::info!(addr = %proxy_addr, scheme, workers, repositories_added = added, "proxy listening");
     tracing::info!(addr = %admin_addr, "admin listening");
     if !admin_addr.ip().is_loopback() {
         tracing::warn!(
@@ -129,22 +142,23 @@ pub async fn start(
     };
 
     let (stop, mut stopped) = watch::channel(false);
+    let stop = Arc::new(stop);
     let writer = cache::spawn_last_used_writer(&tokens, flush_every);
-    let shutdown = async move {
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        Arc::clone(&admin),
+        stopped_signal(stop.subscribe()),
+    ));
+    let workers_done = spawn_proxy_workers(proxy_listeners, &gateway, &stop);
+
+    let stopper = Arc::clone(&stop);
+    let task = tokio::spawn(async move {
         tokio::select! {
             () = until => {}
             _ = stopped.wait_for(|s| *s) => {}
         }
-    };
-    let served = Arc::clone(&gateway);
-    let admin_stop = stop.subscribe();
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        Arc::clone(&admin),
-        stopped_signal(admin_stop),
-    ));
-    let task = tokio::spawn(async move {
-        proxy::listener::serve(proxy_listener, served, shutdown).await;
+        let _ = stopper.send(true);
+        let _ = workers_done.await;
         admin_task.abort();
         writer.abort();
         if let Some(w) = watcher {
@@ -174,6 +188,55 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
     let listener = TcpListener::bind(addr).await.map_err(fail)?;
     let bound = listener.local_addr().map_err(fail)?;
     Ok((listener, bound))
+}
+
+/// Starts one proxy worker thread per listener, each a single-threaded tokio
+/// runtime: nginx's layout. A request is accepted, decided and forwarded on
+/// one thread with its own upstream pool, so no request wakes another thread.
+/// The returned channel closes when every worker has drained and stopped.
+fn spawn_proxy_workers(
+    listeners: Vec<std::net::TcpListener>,
+    gateway: &Arc<Gateway>,
+    stop: &Arc<watch::Sender<bool>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let config = &gateway.runtime.load().config;
+    let permits = Arc::new(Semaphore::new(config.server.max_connections));
+    let (all_done, done) = tokio::sync::oneshot::channel();
+    let finished = Arc::new(FinishGuard(Some(all_done)));
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let (gateway, permits, stopped) =
+            (Arc::clone(gateway), Arc::clone(&permits), stop.subscribe());
+        let finished = Arc::clone(&finished);
+        let spawned = std::thread::Builder::new().name(format!("repogate-proxy-{index}")).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a single-threaded runtime builds with the OS defaults");
+            runtime.block_on(async move {
+                proxy::forward::set_worker(index);
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => proxy::listener::serve(listener, gateway, stopped_signal(stopped), permits).await,
+                    Err(e) => tracing::error!(error = %e, worker = index, "proxy worker cannot use its socket"),
+                }
+            });
+            drop(finished);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, worker = index, "cannot start proxy worker thread");
+        }
+    }
+    done
+}
+
+/// Signals the shutdown task when the last worker drops its clone.
+struct FinishGuard(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.send(());
+        }
+    }
 }
 
 async fn stopped_signal(mut stop: watch::Receiver<bool>) {

@@ -150,12 +150,13 @@ fn now_iso() -> String {
 
 /// Watches the config file's folder (editors replace files by rename, which
 /// a watch on the file itself would miss) and listens for SIGHUP; each
-/// trigger reloads. Runs until the gateway is dropped.
+/// trigger reloads, once per burst of events. Only changes count: reading the
+/// file (as every reload does) does not. Runs until the gateway is dropped.
 pub fn spawn_watcher(
     gateway: &Arc<Gateway>,
     path: PathBuf,
 ) -> Result<tokio::task::JoinHandle<()>, notify::Error> {
-    use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode};
+    use notify::{EventKind, RecursiveMode, Watcher};
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let file_name = path.file_name().map(ToOwned::to_owned);
@@ -165,27 +166,32 @@ pub fn spawn_watcher(
         .unwrap_or(Path::new("."))
         .to_owned();
     let notify_tx = tx.clone();
-    let mut debouncer = new_debouncer(
-        DEBOUNCE,
-        move |events: notify_debouncer_mini::DebounceEventResult| {
-            let ours = events.map(|evs| {
-                evs.iter()
-                    .any(|e| e.path.file_name() == file_name.as_deref())
-            });
-            if ours.unwrap_or(false) {
-                let _ = notify_tx.send(());
-            }
-        },
-    )?;
-    debouncer
-        .watcher()
-        .watch(&folder, RecursiveMode::NonRecursive)?;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let changed = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+        );
+        if changed
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name() == file_name.as_deref())
+        {
+            let _ = notify_tx.send(());
+        }
+    })?;
+    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
     spawn_sighup(tx);
 
     let weak = Arc::downgrade(gateway);
     Ok(tokio::spawn(async move {
-        let _keep_watching = debouncer;
+        let _keep_watching = watcher;
         while rx.recv().await.is_some() {
+            // Editors write in bursts (truncate, write, rename): wait for quiet,
+            // then reload once for everything that arrived meanwhile.
+            tokio::time::sleep(DEBOUNCE).await;
+            while rx.try_recv().is_ok() {}
             let Some(gateway) = weak.upgrade() else {
                 return;
             };

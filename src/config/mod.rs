@@ -77,6 +77,10 @@ pub struct Server {
     /// Most client connections open at once; further ones wait in the
     /// kernel's accept queue. Default 4096.
     pub max_connections: usize,
+    /// Proxy worker threads, each with its own event loop, listening socket
+    /// (SO_REUSEPORT) and upstream connection pools; 0 means one per CPU.
+    /// Default 0.
+    pub workers: usize,
     /// How long a client may leave a keep-alive connection idle, or go
     /// without sending body data it promised. Default 60s.
     #[serde(with = "humantime_serde")]
@@ -84,6 +88,16 @@ pub struct Server {
     /// How long shutdown waits for in-flight requests. Default 30s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+impl Server {
+    /// The number of proxy workers: `workers`, or one per CPU when 0.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// `[server.tls]`: a PEM certificate chain and private key.
@@ -255,6 +269,7 @@ impl Default for Server {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_connections: 4096,
+            workers: 0,
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
         }

@@ -37,7 +37,20 @@ pub struct Upstream {
     inject: Vec<(HeaderName, HeaderValue)>,
     /// Longest wait for the response head.
     timeout: Duration,
-    client: Client<HttpsConnector<HttpConnector>, TimedBody>,
+    /// One pooled client per proxy worker: a connection's task lives on the
+    /// worker that opened it, so a worker only reuses its own connections
+    /// and never wakes another thread to send a request.
+    clients: Vec<Client<HttpsConnector<HttpConnector>, TimedBody>>,
+}
+
+thread_local! {
+    /// The proxy worker running on this thread (0 elsewhere).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as proxy worker `index`.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
 }
 
 /// Why an upstream client could not be built.
@@ -62,8 +75,8 @@ pub enum BuildError {
 }
 
 impl Upstream {
-    /// Builds the client for one `[[upstreams]]` entry.
-    pub fn build(cfg: &config::Upstream) -> Result<Upstream, BuildError> {
+    /// Builds the clients for one `[[upstreams]]` entry, one per worker.
+    pub fn build(cfg: &config::Upstream, workers: usize) -> Result<Upstream, BuildError> {
         let invalid = |message: String| BuildError::Invalid {
             name: cfg.name.clone(),
             message,
@@ -97,11 +110,15 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .build(connector.clone())
+            })
+            .collect();
 
         Ok(Upstream {
             name: cfg.name.clone(),
@@ -113,7 +130,7 @@ impl Upstream {
                 .unwrap_or_default(),
             inject,
             timeout: cfg.timeout,
-            client,
+            clients,
         })
     }
 
@@ -136,7 +153,8 @@ impl Upstream {
 
         let (sent_tx, sent_rx) = oneshot::channel();
         let body = TimedBody::new(body, body_idle, sent_tx);
-        let request = self.client.request(Request::from_parts(parts, body));
+        let client = &self.clients[WORKER.with(|w| w.get()) % self.clients.len()];
+        let request = client.request(Request::from_parts(parts, body));
         // A dropped sender (the body abandoned) starts the clock as well.
         let deadline = async {
             let _ = sent_rx.await;

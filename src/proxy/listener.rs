@@ -11,6 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -43,19 +44,40 @@ fn http_builder(server: &config::Server) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Binds one listening socket per proxy worker to `addr`, all with
+/// SO_REUSEPORT, so the kernel spreads new connections across the workers'
+/// own event loops. With port 0 the first socket picks the port and the
+/// others join it.
+pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
 /// Serves proxied traffic on `listener` until `shutdown` completes, then
 /// stops accepting and waits up to `[server] shutdown_grace` for in-flight
-/// requests.
+/// requests. `permits` caps connections across all workers: each costs
+/// buffers and a task, and past the cap new clients wait in the kernel's
+/// backlog instead of exhausting memory.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
+    permits: Arc<Semaphore>,
 ) {
     let server = gateway.runtime.load().config.server.clone();
     let builder = Arc::new(http_builder(&server));
-    // Why a semaphore: each connection costs buffers and a task; past the cap
-    // new clients wait in the kernel's backlog instead of exhausting memory.
-    let permits = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
 

@@ -98,7 +98,7 @@ impl Runtime {
         let upstreams = config
             .upstreams
             .iter()
-            .map(Upstream::build)
+            .map(|u| Upstream::build(u, config.server.worker_count()))
             .collect::<Result<_, _>>()?;
         let tls = match &config.server.tls {
             Some(t) => Some(crate::tls::server_config(&t.cert, &t.key)?.into()),
