@@ -7,10 +7,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use repogate::access::{
     self, Action, DefaultRole, Grant, Role, Scope, Target, TokenKind, Validity,
 };
 use repogate::cache::TokenCache;
+use repogate::proxy::headers::{self, ClientInfo};
+use repogate::route::{Match, Preset, RouteSpec, RouteTable};
 use repogate::store::{Store, StoredToken, TokenRecord};
 use repogate::token;
 
@@ -77,9 +80,79 @@ fn resolve_and_decide(c: &mut Criterion) {
     });
 }
 
+fn route_match(c: &mut Criterion) {
+    let spec = RouteSpec {
+        prefix: "/",
+        strip_prefix: false,
+        preset: Some(Preset::Gitlab),
+        rules: &[],
+        upstream: 0,
+    };
+    let table = RouteTable::compile([spec]).expect("the gitlab preset compiles");
+    let cases = [
+        (
+            "gitlab GET issues (read)",
+            Method::GET,
+            "/api/v4/projects/acme%2Fwidgets/issues",
+            None,
+        ),
+        (
+            "gitlab POST approve (review)",
+            Method::POST,
+            "/api/v4/projects/acme%2Fwidgets/merge_requests/7/approve",
+            None,
+        ),
+        (
+            "git info/refs (clone)",
+            Method::GET,
+            "/acme/widgets.git/info/refs",
+            Some("service=git-upload-pack"),
+        ),
+    ];
+    for (name, method, path, query) in cases {
+        c.bench_function(&format!("route match: {name}"), |b| {
+            b.iter(|| matches!(table.find(&method, black_box(path), query), Match::Found(_)))
+        });
+    }
+}
+
+fn header_rewrite(c: &mut Criterion) {
+    let mut incoming = HeaderMap::new();
+    for (k, v) in [
+        ("host", "gate.example"),
+        ("user-agent", "ci-runner/16.0"),
+        ("accept", "application/json"),
+        ("private-token", "rgt_not_checked_here"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("connection", "keep-alive"),
+    ] {
+        incoming.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    let inject = [(
+        HeaderName::from_static("private-token"),
+        HeaderValue::from_static("glpat-upstream"),
+    )];
+    let host = HeaderValue::from_static("gate.example");
+    let client = ClientInfo {
+        ip: [127, 0, 0, 1].into(),
+        proto: "http",
+        host: Some(&host),
+    };
+    c.bench_function("header rewrite (request)", |b| {
+        b.iter_batched(
+            || incoming.clone(),
+            |mut headers| {
+                headers::prepare_request(&mut headers, client, &inject);
+                headers
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = resolve_and_decide
+    targets = resolve_and_decide, route_match, header_rewrite
 }
 criterion_main!(benches);

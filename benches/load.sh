@@ -7,7 +7,8 @@
 #   MODE=flood benches/load.sh      # valid traffic during invalid-token and login floods
 #   MODE=profile benches/load.sh    # where repogate's CPU goes under load (perf)
 #
-# Knobs: ROUNDS (3), DURATION (10s), CONNS (64), WRK_THREADS (1), RATE (auto).
+# Knobs: ROUNDS (3), DURATION (10s), CONNS (64), WRK_THREADS (1), RATE (auto),
+# WORKERS (repogate's [server] workers; 0 = one per CPU).
 # Needs nginx and wrk (installed with apt-get when missing), and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,7 @@ hash=$(printf 'bench-password\n' | $bin hash-password)
 cat > "$work/gate.toml" <<CONF
 [server]
 listen = "127.0.0.1:$GATE_PORT"
+workers = ${WORKERS:-0}
 [admin]
 listen = "127.0.0.1:$ADMIN_PORT"
 login_concurrency = 1
@@ -175,16 +177,21 @@ flood() {
 # A CPU profile of repogate under wrk load (software clock; see BENCHMARKS.md).
 profile() {
     need perf linux-perf
-    perf record -e cpu-clock -F 2000 -g -o "$work/perf.data" -p "${pids[0]}" -- sleep 8 >/dev/null 2>&1 &
+    perf record -e cpu-clock -F ${FREQ:-2000} --call-graph ${CALLGRAPH:-fp} -o "$work/perf.data" -p "${pids[0]}" -- sleep 8 >/dev/null 2>&1 &
     local perf_pid=$!
     run_wrk "$gate_url" >/dev/null
     wait "$perf_pid" || true
-    perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/ +-? +-? *$//' | head -${TOP:-40}
+    [ -n "${PERF_KEEP:-}" ] && cp "$work/perf.data" "$PERF_KEEP"
+    perf report -i "$work/perf.data" ${CHILDREN:---no-children} --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | sed -E 's/ +-? +-? *$//' | head -${TOP:-40}
 }
 
 case "$MODE" in
     throughput) throughput ;;
     profile) profile ;;
+    hold)
+        # Keep everything running for hands-on experiments until interrupted.
+        echo "nginx $nginx_url  repogate $gate_url  pid ${pids[0]}  token $token"
+        sleep infinity ;;
     rate) fixed_rate ;;
     flood) flood ;;
     *) echo "MODE must be throughput, rate or flood" >&2; exit 2 ;;

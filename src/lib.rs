@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod config;

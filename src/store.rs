@@ -250,6 +250,54 @@ impl Store {
             .collect()
     }
 
+    /// Every record of every tree, as (tree, key, value), for backups.
+    pub fn records(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for (name, tree) in self.named_trees()? {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                out.push((name.to_owned(), k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any token, repository, setting or audit entry is stored.
+    pub fn holds_data(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .named_trees()?
+            .iter()
+            .any(|(name, tree)| *name != "meta" && !tree.is_empty()))
+    }
+
+    /// Writes records from a backup and flushes; refuses unknown trees.
+    pub fn load_records(&self, records: &[(String, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        let trees = self.named_trees()?;
+        for (name, key, value) in records {
+            let tree = trees
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t)
+                .ok_or_else(|| StoreError::Broken {
+                    path: std::path::PathBuf::from("<backup>"),
+                    reason: format!("unknown tree {name}"),
+                })?;
+            tree.insert(key.as_slice(), value.as_slice())?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn named_trees(&self) -> Result<[(&'static str, sled::Tree); 5], StoreError> {
+        Ok([
+            ("meta", self.db.open_tree("meta")?),
+            ("tokens", self.tokens.clone()),
+            ("repos", self.repos.clone()),
+            ("settings", self.settings.clone()),
+            ("audit", self.audit.clone()),
+        ])
+    }
+
     /// How many tokens are stored.
     pub fn token_count(&self) -> usize {
         self.tokens.len()

@@ -44,6 +44,25 @@ pub enum Command {
     },
     /// Read a password from standard input and print its argon2id PHC string.
     HashPassword,
+    /// Copy the store (tokens, repositories, settings, audit) to one file;
+    /// the gateway must be stopped.
+    Backup {
+        /// The TOML config file (for the store path).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup file to write.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Load a backup into an empty store; the gateway must be stopped.
+    Restore {
+        /// The TOML config file (for the store path).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup file to read.
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Mint, list, revoke or export tokens through the admin API.
     Token {
         /// The admin API and output format.
@@ -72,6 +91,16 @@ pub fn run() -> ExitCode {
         Command::Demo => demo(),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashPassword => hash_password(),
+        Command::Backup { config, to } => store_copy(
+            &config,
+            |store| crate::backup::backup(store, &to),
+            "backed up",
+        ),
+        Command::Restore { config, from } => store_copy(
+            &config,
+            |store| crate::backup::restore(store, &from),
+            "restored",
+        ),
         Command::Token { target, command } => client_call(commands::token(&target, command)),
         Command::Repo { target, command } => client_call(commands::repo(&target, command)),
     }
@@ -154,6 +183,33 @@ fn demo() -> ExitCode {
     };
     match runtime.block_on(crate::demo::run()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn store_copy(
+    config: &Path,
+    run: impl FnOnce(&Path) -> Result<usize, crate::backup::BackupError>,
+    done: &str,
+) -> ExitCode {
+    let config = match config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&config.store.path) {
+        Ok(records) => {
+            println!(
+                "{done} {records} records of {}",
+                config.store.path.display()
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -26,7 +26,7 @@ use hyper::body::{Body, Incoming};
 use crate::access::{self, Action, Target, Validity};
 use crate::cache::TokenCache;
 use crate::config::Config;
-use crate::metrics::{Decision, Label, Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{Decision, Label, Metrics, RequestLabels};
 use crate::registry::Registry;
 use crate::reload::ReloadState;
 use crate::route::{Match, RepoRef, RouteTable};
@@ -223,20 +223,17 @@ impl Gateway {
                 .unwrap_or_else(|| Arc::clone(&self.metrics.no_route)),
         );
         let labels = RequestLabels {
-            route: route.clone(),
+            route,
             decision,
             status: status.as_u16(),
         };
         self.metrics.requests.get_or_create(&labels).inc();
-        let route = RouteLabels { route };
         self.metrics
             .request_seconds
-            .get_or_create(&route)
             .observe(started.elapsed().as_secs_f64());
         if let Some(upstream) = trail.upstream {
             self.metrics
                 .upstream_seconds
-                .get_or_create(&route)
                 .observe(upstream.as_secs_f64());
         }
     }

@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use percent_encoding::percent_decode_str;
 
 /// The most segments a path may have. Real repository API paths stay far
@@ -74,17 +76,10 @@ impl Seg<'_> {
     }
 }
 
-/// Fills the unused slots of a [`Segments`].
-const UNUSED: Seg<'static> = Seg {
-    start: 0,
-    end: 0,
-    value: Cow::Borrowed(""),
-};
-
-/// The checked, decoded segments of one path, held on the stack.
+/// The checked, decoded segments of one path; on the stack up to 16
+/// segments (an API path rarely has more), on the heap beyond.
 pub(super) struct Segments<'r> {
-    items: [Seg<'r>; MAX_SEGMENTS],
-    len: usize,
+    items: SmallVec<[Seg<'r>; 16]>,
 }
 
 impl<'r> Segments<'r> {
@@ -96,8 +91,7 @@ impl<'r> Segments<'r> {
     pub fn parse(path: &'r str) -> Result<Self, PathError> {
         let rest = path.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
         let mut segments = Segments {
-            items: [UNUSED; MAX_SEGMENTS],
-            len: 0,
+            items: SmallVec::new(),
         };
         if rest.is_empty() {
             return Ok(segments);
@@ -118,16 +112,14 @@ impl<'r> Segments<'r> {
 
     /// Every segment, in order.
     pub fn all(&self) -> &[Seg<'r>] {
-        &self.items[..self.len]
+        &self.items
     }
 
     fn push(&mut self, seg: Seg<'r>) -> Result<(), PathError> {
-        let slot = self
-            .items
-            .get_mut(self.len)
-            .ok_or(PathError::TooManySegments)?;
-        *slot = seg;
-        self.len += 1;
+        if self.items.len() == MAX_SEGMENTS {
+            return Err(PathError::TooManySegments);
+        }
+        self.items.push(seg);
         Ok(())
     }
 }

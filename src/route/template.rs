@@ -81,6 +81,60 @@ pub(super) struct Template {
     /// For each position (and one past the end): the fewest segments the
     /// elements from there on need, and whether they need exactly that many.
     rest: Vec<(usize, bool)>,
+    /// Literal segments whose position is fixed (before the first or after
+    /// the last `**`/`{repo+}`), deepest first. A preset holds dozens of
+    /// rules and a request fails most of them on one of these comparisons,
+    /// so they are checked before the backtracking walk.
+    anchors: Vec<Anchor>,
+}
+
+/// A literal at a fixed position: counted from the start, or from the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Anchor {
+    from_end: bool,
+    pos: usize,
+    text: Box<str>,
+}
+
+impl Anchor {
+    fn holds(&self, segs: &[Seg<'_>]) -> bool {
+        let index = if self.from_end {
+            segs.len() - self.pos
+        } else {
+            self.pos
+        };
+        *segs[index].value == *self.text
+    }
+}
+
+/// The anchors of `elems`: fixed-position literals, most selective first.
+fn anchors(elems: &[Elem]) -> Vec<Anchor> {
+    let literal = |e: &Elem| match e {
+        Elem::Literal(text) => Some(text.clone()),
+        _ => None,
+    };
+    let head = elems.iter().take_while(|e| !e.is_variable()).count();
+    let mut anchors: Vec<Anchor> = Vec::new();
+    if head < elems.len() {
+        let tail = elems.iter().rev().take_while(|e| !e.is_variable());
+        let from_end = tail
+            .enumerate()
+            .filter_map(|(i, e)| literal(e).map(|text| (i + 1, text)));
+        anchors.extend(from_end.map(|(pos, text)| Anchor {
+            from_end: true,
+            pos,
+            text,
+        }));
+    }
+    let from_start = elems[..head].iter().enumerate().rev();
+    anchors.extend(from_start.filter_map(|(pos, e)| {
+        literal(e).map(|text| Anchor {
+            from_end: false,
+            pos,
+            text,
+        })
+    }));
+    anchors
 }
 
 impl Template {
@@ -103,7 +157,12 @@ impl Template {
             return Err(TemplateError::TooManyCaptures);
         }
         let rest = rest_table(&elems);
-        Ok(Template { elems, rest })
+        let anchors = anchors(&elems);
+        Ok(Template {
+            elems,
+            rest,
+            anchors,
+        })
     }
 
     /// Whether the template holds a `{repo}` or `{repo+}`.
@@ -113,6 +172,13 @@ impl Template {
 
     /// Matches the decoded segments; `Some` holds the captures.
     pub fn matches(&self, segs: &[Seg<'_>]) -> Option<Captures> {
+        let (need, exact) = self.rest[0];
+        if segs.len() < need || (exact && segs.len() != need) {
+            return None;
+        }
+        if !self.anchors.iter().all(|a| a.holds(segs)) {
+            return None;
+        }
         let mut captures = Captures::default();
         self.walk(0, 0, segs, &mut captures).then_some(captures)
     }
