@@ -20,6 +20,9 @@ pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format";
 const DEFAULT_ROLE_KEY: &[u8] = b"default_role";
 
+/// One stored record as a backup carries it: tree name, key, value.
+pub type RawRecord = (String, Vec<u8>, Vec<u8>);
+
 /// A token as the admin API sees it: everything but the secret and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -251,7 +254,7 @@ impl Store {
     }
 
     /// Every record of every tree, as (tree, key, value), for backups.
-    pub fn records(&self) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn records(&self) -> Result<Vec<RawRecord>, StoreError> {
         let mut out = Vec::new();
         for (name, tree) in self.named_trees()? {
             for kv in tree.iter() {
@@ -271,7 +274,7 @@ impl Store {
     }
 
     /// Writes records from a backup and flushes; refuses unknown trees.
-    pub fn load_records(&self, records: &[(String, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+    pub fn load_records(&self, records: &[RawRecord]) -> Result<(), StoreError> {
         let trees = self.named_trees()?;
         for (name, key, value) in records {
             let tree = trees
