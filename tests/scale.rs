@@ -38,14 +38,23 @@ async fn a_store_of_100k_tokens_is_ready_in_under_a_second_within_100_mib() {
             let record = TokenRecord {
                 id: minted.id,
                 description: format!("bulk {n}"),
-                scope: Scope { kind: TokenKind::Admin, grants: Default::default(), minted_seq: store.next_seq().unwrap() },
+                scope: Scope {
+                    kind: TokenKind::Admin,
+                    grants: Default::default(),
+                    minted_seq: store.next_seq().unwrap(),
+                },
                 created_at: 0,
                 created_by: "scale".into(),
                 expires_at: None,
                 last_used_at: None,
                 revoked_at: None,
             };
-            store.insert_token(&StoredToken { digest: minted.digest, record }).unwrap();
+            store
+                .insert_token(&StoredToken {
+                    digest: minted.digest,
+                    record,
+                })
+                .unwrap();
             if n % 50 == 0 {
                 secrets.push(minted.secret.expose().to_owned());
             }
@@ -79,39 +88,72 @@ async fn a_store_of_100k_tokens_is_ready_in_under_a_second_within_100_mib() {
         if probe(&readyz).await == Some(200) {
             break started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
 
     // Twice the cache bound of distinct tokens, through the proxy.
     for secret in &secrets {
-        let reply = get(&format!("http://127.0.0.1:{proxy}/api/v4/projects/anything/issues"), secret).await;
+        let reply = get(
+            &format!("http://127.0.0.1:{proxy}/api/v4/projects/anything/issues"),
+            secret,
+        )
+        .await;
         assert_eq!(reply.status, 200);
     }
     let rss = rss_kib(child.id());
 
-    let login = send(Method::POST, &format!("{admin_url}/admin/v1/login"), &[], r#"{"user":"admin","password":"pw"}"#).await;
+    let login = send(
+        Method::POST,
+        &format!("{admin_url}/admin/v1/login"),
+        &[],
+        r#"{"user":"admin","password":"pw"}"#,
+    )
+    .await;
     let session = login.json()["session"].as_str().unwrap().to_owned();
     let auth = format!("Bearer {session}");
-    let status = send(Method::GET, &format!("{admin_url}/admin/v1/status"), &[("authorization", &auth)], "").await.json();
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = send(
+        Method::GET,
+        &format!("{admin_url}/admin/v1/status"),
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .json();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 
     let cached = status["cache"]["entries"].as_u64().unwrap();
     println!("tokens {TOKENS}: ready after {ready:?}, RSS {} MiB after {} distinct tokens, cache entries {cached}", rss / 1024, secrets.len());
     assert_eq!(status["tokens"].as_u64(), Some(TOKENS as u64));
-    assert!(cached <= CACHE_BOUND as u64, "cache holds {cached} > {CACHE_BOUND}");
+    assert!(
+        cached <= CACHE_BOUND as u64,
+        "cache holds {cached} > {CACHE_BOUND}"
+    );
     assert!(ready < Duration::from_secs(1), "ready after {ready:?}");
     assert!(rss < 100 * 1024, "RSS {rss} KiB");
 }
 
 /// The status of a GET, or `None` while nothing listens yet.
 async fn probe(url: &str) -> Option<u16> {
-    let req = http::Request::get(url).body(http_body_util::Full::new(bytes::Bytes::new())).ok()?;
-    let reply = tokio::time::timeout(Duration::from_millis(200), client().request(req)).await.ok()?;
+    let req = http::Request::get(url)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .ok()?;
+    let reply = tokio::time::timeout(Duration::from_millis(200), client().request(req))
+        .await
+        .ok()?;
     Some(reply.ok()?.status().as_u16())
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
