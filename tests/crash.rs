@@ -55,27 +55,14 @@ async fn start(config: &Path, proxy: u16, admin: u16) -> Gateway {
         admin: format!("http://127.0.0.1:{admin}"),
         proxy: format!("http://127.0.0.1:{proxy}"),
     };
+    let healthz = format!("{}/healthz", gate.admin);
     for _ in 0..200 {
-        if let Ok(Ok(r)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            try_get(&format!("{}/healthz", gate.admin)),
-        )
-        .await
-        {
-            if r == 200 {
-                return gate;
-            }
+        if probe(&healthz).await == Some(200) {
+            return gate;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("repogate did not become healthy (store failed to open after the crash?)");
-}
-
-async fn try_get(url: &str) -> Result<u16, hyper_util::client::legacy::Error> {
-    let req = http::Request::get(url)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    Ok(client().request(req).await?.status().as_u16())
 }
 
 /// Sends without panicking when the gateway is gone (it is killed mid-loop).
@@ -206,6 +193,17 @@ async fn check(gate: &Gateway, promises: &Promises) -> (usize, usize) {
     (working, refused)
 }
 
+/// Runs `repogate SUBCOMMAND --config CONFIG FLAG FILE` to completion.
+fn cli(subcommand: &str, config: &Path, flag: &str, file: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_repogate"))
+        .args([subcommand, "--config"])
+        .arg(config)
+        .arg(flag)
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 fn kill(child: &mut Child, signal: &str) {
     Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -267,24 +265,12 @@ async fn sigkill_loses_no_token_and_no_revocation_and_backup_restore_keeps_them(
 
     // A backup taken while the gateway runs is refused, not taken in motion.
     let file = dir.path().join("store.backup");
-    let busy = Command::new(env!("CARGO_BIN_EXE_repogate"))
-        .args(["backup", "--config"])
-        .arg(&config)
-        .arg("--to")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let busy = cli("backup", &config, "--to", &file);
     assert!(!busy.status.success());
     assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another process"));
     kill(&mut gate.child, "-TERM");
 
-    let backup = Command::new(env!("CARGO_BIN_EXE_repogate"))
-        .args(["backup", "--config"])
-        .arg(&config)
-        .arg("--to")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let backup = cli("backup", &config, "--to", &file);
     assert!(
         backup.status.success(),
         "{}",
@@ -300,25 +286,13 @@ async fn sigkill_loses_no_token_and_no_revocation_and_backup_restore_keeps_them(
         proxy2,
         admin2,
     );
-    let restore = Command::new(env!("CARGO_BIN_EXE_repogate"))
-        .args(["restore", "--config"])
-        .arg(&restored)
-        .arg("--from")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let restore = cli("restore", &restored, "--from", &file);
     assert!(
         restore.status.success(),
         "{}",
         String::from_utf8_lossy(&restore.stderr)
     );
-    let again = Command::new(env!("CARGO_BIN_EXE_repogate"))
-        .args(["restore", "--config"])
-        .arg(&restored)
-        .arg("--from")
-        .arg(&file)
-        .output()
-        .unwrap();
+    let again = cli("restore", &restored, "--from", &file);
     assert!(
         !again.status.success(),
         "restoring over data must be refused"

@@ -138,22 +138,3 @@ async fn a_store_of_100k_tokens_is_ready_in_under_a_second_within_100_mib() {
     assert!(ready < Duration::from_secs(1), "ready after {ready:?}");
     assert!(rss < 100 * 1024, "RSS {rss} KiB");
 }
-
-/// The status of a GET, or `None` while nothing listens yet.
-async fn probe(url: &str) -> Option<u16> {
-    let req = http::Request::get(url)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .ok()?;
-    let reply = tokio::time::timeout(Duration::from_millis(200), client().request(req))
-        .await
-        .ok()?;
-    Some(reply.ok()?.status().as_u16())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}

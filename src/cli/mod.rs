@@ -1,6 +1,7 @@
 //! The command line: `serve`, `demo`, `check-config`, `hash-password`, and the
 //! admin API client commands. `main.rs` only calls [`run`].
 
+use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -106,20 +107,28 @@ pub fn run() -> ExitCode {
     }
 }
 
-fn client_call(
-    call: impl std::future::Future<Output = Result<(), client::ClientError>>,
-) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+fn client_call(call: impl Future<Output = Result<(), client::ClientError>>) -> ExitCode {
+    block_on(async { report(call.await) })
+}
+
+/// Runs `work` to completion on a single-threaded runtime: the admin API,
+/// reloads and CLI calls need no more; proxy workers bring their own.
+fn block_on(work: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(r) => r,
+        Ok(runtime) => runtime.block_on(work),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    match runtime.block_on(call) {
+    }
+}
+
+/// Exit 0, or print the error and exit 1.
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -131,23 +140,10 @@ fn client_call(
 fn serve(path: &Path) -> ExitCode {
     let config = match config::load(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return report(Err(e)),
     };
     crate::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async {
+    block_on(async {
         match crate::app::start(config, crate::app::shutdown_signal()).await {
             Ok(running) => {
                 running.wait().await;
@@ -155,8 +151,7 @@ fn serve(path: &Path) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "repogate could not start");
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+                report(Err(e))
             }
         }
     })
@@ -165,29 +160,10 @@ fn serve(path: &Path) -> ExitCode {
 fn demo() -> ExitCode {
     let config = match crate::demo::demo_config(Path::new(".")) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: the embedded demo config is invalid: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return report(Err(format!("the embedded demo config is invalid: {e}"))),
     };
     crate::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(crate::demo::run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    block_on(async { report(crate::demo::run().await) })
 }
 
 fn store_copy(
@@ -197,24 +173,14 @@ fn store_copy(
 ) -> ExitCode {
     let config = match config::load(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return report(Err(e)),
     };
-    match run(&config.store.path) {
-        Ok(records) => {
-            println!(
-                "{done} {records} records of {}",
-                config.store.path.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    report(run(&config.store.path).map(|records| {
+        println!(
+            "{done} {records} records of {}",
+            config.store.path.display()
+        );
+    }))
 }
 
 fn check_config(path: &Path) -> ExitCode {

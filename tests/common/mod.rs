@@ -293,3 +293,21 @@ pub async fn get(url: &str, token: &str) -> Reply {
     let auth = format!("Bearer {token}");
     send(Method::GET, url, &[("authorization", &auth)], "").await
 }
+
+/// A port that was free a moment ago, for configs a child process binds.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status of a GET, or `None` while nothing answers (yet).
+pub async fn probe(url: &str) -> Option<u16> {
+    let req = Request::get(url).body(Full::new(Bytes::new())).ok()?;
+    let reply = tokio::time::timeout(Duration::from_millis(200), client().request(req))
+        .await
+        .ok()?;
+    Some(reply.ok()?.status().as_u16())
+}
