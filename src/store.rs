@@ -130,6 +130,9 @@ pub enum StoreError {
     /// A read or write failed.
     #[error("store I/O failed: {0}")]
     Io(#[from] sled::Error),
+    /// The runtime shut down while a flush was waiting for the disk.
+    #[error("store flush was cancelled by shutdown")]
+    FlushCancelled,
     /// A stored value does not decode.
     #[error("stored {what} does not decode: {source}")]
     Corrupt {
@@ -195,10 +198,17 @@ impl Store {
         Ok(self.db.generate_id()?)
     }
 
-    /// Waits until every write so far is on disk.
+    /// Waits until every write so far is on disk. Runs sled's blocking
+    /// `flush` on the blocking pool: sled 0.34's `flush_async` can leave
+    /// concurrent callers waiting forever (sled issue #1308, fixed only after
+    /// 0.34), which `tests/concurrency` reproduced as revokes that never
+    /// returned.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(flushed) => flushed.map(drop).map_err(StoreError::Io),
+            Err(_) => Err(StoreError::FlushCancelled),
+        }
     }
 
     /// Adds a new token. Call [`Store::flush`] before showing its secret.
