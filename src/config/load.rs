@@ -374,3 +374,57 @@ fn validate_repositories(config: &Config) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Fragments that make random text look enough like a config file to get
+    /// past the TOML parser and into validation.
+    fn fragments() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "[server]\n",
+            "[admin]\n",
+            "[account]\n",
+            "[[upstreams]]\n",
+            "[[routes]]\n",
+            "[[routes.rules]]\n",
+            "[[repositories]]\n",
+            "[[admin.users]]\n",
+            "listen = \"127.0.0.1:1\"\n",
+            "name = \"up\"\n",
+            "url = \"http://x\"\n",
+            "prefix = \"/\"\n",
+            "upstream = \"up\"\n",
+            "preset = \"gitlab\"\n",
+            "path = \"/{repo}/**\"\n",
+            "action = \"read\"\n",
+            "plan = \"premium\"\n",
+            "default_role = \"viewer\"\n",
+            "headers = { \"A\" = \"${env:X}\" }\n",
+            "timeout = \"1s\"\n",
+            "methods = [\"GET\"]\n",
+            "aliases = [\"1\"]\n",
+            "password_hash = \"x\"\n",
+            "= \"\n",
+            "[\n",
+            "\"\n",
+            "{repo+}",
+            "%00",
+        ]);
+        prop::collection::vec(pieces, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn loading_arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = load_str(&text, Path::new("/nonexistent/fuzz.toml"));
+        }
+
+        #[test]
+        fn loading_config_shaped_text_never_panics(text in fragments()) {
+            let _ = load_str(&text, Path::new("/nonexistent/fuzz.toml"));
+        }
+    }
+}
