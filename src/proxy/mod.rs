@@ -7,6 +7,7 @@
 
 pub mod credential;
 pub mod error;
+mod form;
 pub mod forward;
 pub mod headers;
 pub mod listener;
@@ -18,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::request::Parts;
 use http::{header, Request, Response};
-use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::{Body, Incoming};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 
 use crate::access::{self, Action, Target, Validity};
 use crate::cache::TokenCache;
@@ -48,9 +48,6 @@ const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method",
     "x-method-override",
 ];
-
-/// Largest url-encoded form body read to find a repository name.
-const MAX_FORM_BYTES: usize = 64 * 1024;
 
 /// Everything one config file builds for the data plane. Swapped whole on
 /// reload; a request keeps the one it started with.
@@ -295,7 +292,7 @@ impl Gateway {
         let (repo, body) = match repo_ref {
             RepoSource::Name(name) => (Some(name), Either::Left(body)),
             RepoSource::None => (None, Either::Left(body)),
-            RepoSource::Form(field) => repo_from_form(&parts, body, field).await?,
+            RepoSource::Form(field) => form::repo_from_form(&parts, body, field).await?,
         };
 
         let found = repo.as_deref().and_then(|name| self.registry.lookup(name));
@@ -355,62 +352,6 @@ enum RepoSource<'t> {
     Name(String),
     Form(&'t str),
     None,
-}
-
-/// Finds the repository named by form field `field`, in the query string and
-/// in a url-encoded body (read whole, up to 64 KiB, then forwarded as read).
-/// The two may not disagree, nor may the body name it twice. Any other
-/// non-empty body (a multipart upload) is streamed untouched and the
-/// repository is unknown: it might name another one, so only tokens holding
-/// the action on every repository (admin tokens) pass.
-async fn repo_from_form(
-    parts: &Parts,
-    body: Incoming,
-    field: &str,
-) -> Result<(Option<String>, RequestBody), ProxyError> {
-    let in_query = parts
-        .uri
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == field))
-        .map(|(_, v)| v.into_owned());
-    let is_form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.get(..33))
-        .is_some_and(|v| v.eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if !is_form {
-        let value = if body.is_end_stream() { in_query } else { None };
-        return Ok((value, Either::Left(body)));
-    }
-
-    let bytes = Limited::new(body, MAX_FORM_BYTES)
-        .collect()
-        .await
-        .map_err(|e| ProxyError::Body(e.to_string()))?
-        .to_bytes();
-    let in_body: Vec<_> = form_urlencoded::parse(&bytes)
-        .filter(|(k, _)| k == field)
-        .map(|(_, v)| v)
-        .collect();
-    let conflict = || {
-        ProxyError::Body(format!(
-            "form field {field} must name one repository, once, in the query or the body"
-        ))
-    };
-    let name = match (in_query, in_body.as_slice()) {
-        (query, []) => query,
-        (None, [only]) => Some(only.to_string()),
-        (Some(query), [only]) if query == *only => Some(query),
-        _ => return Err(conflict()),
-    };
-    if name
-        .as_deref()
-        .is_some_and(|n| !crate::route::is_safe_repo_name(n))
-    {
-        return Err(conflict());
-    }
-    Ok((name, Either::Right(Full::new(bytes))))
 }
 
 /// One log event per failed request: denials at info with who and what,
