@@ -14,22 +14,6 @@ const EARLY: [&str; 4] = ["acme/r0", "acme/r1", "acme/r2", "acme/r3"];
 const LATER: [&str; 2] = ["acme/r4", "acme/r5"];
 const GHOST: &str = "ghost/none";
 
-/// The role table, independent of `src/access.rs`.
-fn table_allows(role: Role, action: Action) -> bool {
-    use Action::*;
-    let actions: &[Action] = match role {
-        Role::NoAccess => &[],
-        Role::Viewer => &[Read, Comment, Clone],
-        Role::Developer => &[Read, Comment, Clone, Integrate, Write],
-        Role::Reviewer => &[Read, Comment, Clone, Integrate, Write, Review],
-        Role::Maintainer => &[Read, Comment, Clone, Integrate, Write, Maintain],
-        Role::RepositoryAdmin | Role::CompanyAdmin => {
-            &[Read, Comment, Clone, Integrate, Write, Review, Maintain]
-        }
-    };
-    actions.contains(&action)
-}
-
 #[derive(Clone, Debug)]
 struct Scenario {
     enterprise: bool,

@@ -13,23 +13,6 @@ use repogate::admin::mint::{mint, MintRequest};
 const ISSUES: &str = "/api/v4/projects/acme%2Fwidgets/issues";
 const FORM_TYPE: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-/// The role table of DESIGN.md §2, written out here rather than taken from
-/// `src/access.rs`, so a change there cannot move both sides at once.
-fn table_allows(role: Role, action: Action) -> bool {
-    use Action::*;
-    let actions: &[Action] = match role {
-        Role::NoAccess => &[],
-        Role::Viewer => &[Read, Comment, Clone],
-        Role::Developer => &[Read, Comment, Clone, Integrate, Write],
-        Role::Reviewer => &[Read, Comment, Clone, Integrate, Write, Review],
-        Role::Maintainer => &[Read, Comment, Clone, Integrate, Write, Maintain],
-        Role::RepositoryAdmin | Role::CompanyAdmin => {
-            &[Read, Comment, Clone, Integrate, Write, Review, Maintain]
-        }
-    };
-    actions.contains(&action)
-}
-
 /// A representative request of a preset and the action it needs.
 type Case = (Method, String, Action);
 

@@ -41,6 +41,14 @@ pub struct Minted {
 }
 
 impl Admin {
+    /// Registers `acme/widgets` with alias `42` through the API; returns the record.
+    pub async fn register_widgets(&self) -> serde_json::Value {
+        let body = serde_json::json!({"name": "acme/widgets", "aliases": ["42"]});
+        let reply = self.post("/admin/v1/repos", &body).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        reply.json()
+    }
+
     /// Starts a gateway from `rest` plus the `admin` user and logs in once.
     pub async fn start(rest: &str) -> Admin {
         let gate = gateway(&format!("{}{rest}", admin_user())).await;

@@ -13,14 +13,7 @@ use crate::{assert_error, issues, login, Admin, GITLAB};
 async fn repositories_are_added_listed_and_removed() {
     let admin = Admin::start("").await;
 
-    let reply = admin
-        .post(
-            "/admin/v1/repos",
-            &json!({"name": "acme/widgets", "aliases": ["42"]}),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
-    let created = reply.json();
+    let created = admin.register_widgets().await;
     assert_eq!(created["name"], "acme/widgets");
     assert_eq!(created["aliases"], json!(["42"]));
     admin.add_repo("acme/gadgets").await;
@@ -59,13 +52,7 @@ async fn repositories_are_added_listed_and_removed() {
 #[tokio::test]
 async fn a_repository_name_or_alias_already_taken_is_409() {
     let admin = Admin::start("").await;
-    let reply = admin
-        .post(
-            "/admin/v1/repos",
-            &json!({"name": "acme/widgets", "aliases": ["42"]}),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    admin.register_widgets().await;
 
     let clashes = [
         json!({"name": "acme/widgets"}),

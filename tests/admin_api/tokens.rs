@@ -102,13 +102,7 @@ async fn an_unknown_or_malformed_token_id_is_404() {
 #[tokio::test]
 async fn a_grant_by_alias_is_stored_under_the_repository_name() {
     let admin = Admin::start("").await;
-    let reply = admin
-        .post(
-            "/admin/v1/repos",
-            &json!({"name": "acme/widgets", "aliases": ["42"]}),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    admin.register_widgets().await;
 
     let minted = admin
         .mint(json!({"description": "ci", "grants": {"42": "developer"}}))

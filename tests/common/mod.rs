@@ -311,3 +311,20 @@ pub async fn probe(url: &str) -> Option<u16> {
         .ok()?;
     Some(reply.ok()?.status().as_u16())
 }
+
+/// The role table of DESIGN.md §2, written out independently of
+/// `src/access.rs`, so a change there cannot move both sides at once.
+pub fn table_allows(role: Role, action: repogate::access::Action) -> bool {
+    use repogate::access::Action::*;
+    let actions: &[repogate::access::Action] = match role {
+        Role::NoAccess => &[],
+        Role::Viewer => &[Read, Comment, Clone],
+        Role::Developer => &[Read, Comment, Clone, Integrate, Write],
+        Role::Reviewer => &[Read, Comment, Clone, Integrate, Write, Review],
+        Role::Maintainer => &[Read, Comment, Clone, Integrate, Write, Maintain],
+        Role::RepositoryAdmin | Role::CompanyAdmin => {
+            &[Read, Comment, Clone, Integrate, Write, Review, Maintain]
+        }
+    };
+    actions.contains(&action)
+}
