@@ -8,7 +8,7 @@
 #   MODE=profile benches/load.sh    # where repogate's CPU goes under load (perf)
 #
 # Knobs: ROUNDS (3), DURATION (10s), CONNS (64), WRK_THREADS (1), RATE (auto),
-# WORKERS (repogate's [server] workers; 0 = one per CPU).
+# WORKERS (repogate's [server] workers; 0 = one per CPU), FLOOD_RATE (5000 unknown-token req/s).
 # Needs nginx and wrk (installed with apt-get when missing), and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -160,11 +160,11 @@ flood() {
     read -r base _ <<<"$(run_wrk "$gate_url")"
     echo "  alone:                 $base req/s"
     # Well-formed tokens with unknown ids (a fresh checksum each) and a wrong secret for a real id.
-    target/release/examples/fixed_rate --url "$gate_url" --rate 5000 --duration "$DURATION" --unknown-tokens >/dev/null &
+    target/release/examples/fixed_rate --url "$gate_url" --rate "${FLOOD_RATE:-5000}" --duration "$DURATION" --unknown-tokens >/dev/null &
     local flood_pid=$!
     read -r during _ <<<"$(run_wrk "$gate_url")"
     wait "$flood_pid" || true
-    echo "  during token flood:    $during req/s ($(python3 -c "print(f'{($during - $base) / $base * 100:+.1f}%')"))"
+    echo "  during token flood (${FLOOD_RATE:-5000}/s): $during req/s ($(python3 -c "print(f'{($during - $base) / $base * 100:+.1f}%')"))"
     target/release/examples/fixed_rate --url "http://127.0.0.1:$ADMIN_PORT/admin/v1/login" --rate 200 --duration "$DURATION" \
         --method POST --body '{"user":"bench","password":"wrong"}' >/dev/null &
     flood_pid=$!
