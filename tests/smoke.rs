@@ -32,3 +32,21 @@ async fn an_allowed_read_reaches_the_upstream_with_its_credential_swapped() {
     assert_eq!(denied.json()["error"], "forbidden");
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test]
+async fn a_stripped_prefix_and_an_upstream_base_path_shape_the_forwarded_path() {
+    let up = upstream().await;
+    let config = format!(
+        "[[upstreams]]\nname = \"up\"\nurl = \"http://{}/base\"\n\
+         [[routes]]\nprefix = \"/pfx/\"\nupstream = \"up\"\nstrip_prefix = true\n\
+         [[routes.rules]]\nmethods = [\"GET\"]\npath = \"/{{repo}}/x\"\naction = \"read\"\n",
+        up.addr
+    );
+    let gate = gateway(&config).await;
+    gate.add_repo("acme").await;
+    let token = gate.mint(false, &[("acme", Role::Viewer)]).await;
+
+    let reply = get(&gate.url("/pfx/acme/x?page=2"), &token).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(up.last().target, "/base/acme/x?page=2");
+}

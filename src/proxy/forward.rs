@@ -135,7 +135,8 @@ impl Upstream {
     }
 
     /// Sends the request upstream and returns its response head with the body
-    /// streaming behind it. `path` is the path to forward, exactly as received.
+    /// streaming behind it. The path goes upstream exactly as received, less
+    /// the first `strip` bytes (a route prefix with `strip_prefix`).
     /// The upstream's `timeout` runs from the moment the request body has been
     /// sent in full, so a long push is not cut short; a client that stalls
     /// its body for longer than `body_idle` is cut off instead.
@@ -143,11 +144,11 @@ impl Upstream {
         &self,
         mut parts: Parts,
         body: RequestBody,
-        path: &str,
+        strip: usize,
         client: ClientInfo<'_>,
         body_idle: Duration,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        parts.uri = self.uri_for(path, parts.uri.query())?;
+        parts.uri = self.uri_for(&parts.uri, strip)?;
         parts.version = Version::HTTP_11;
         headers::prepare_request(&mut parts.headers, client, &self.inject);
 
@@ -182,22 +183,31 @@ impl Upstream {
         ))
     }
 
-    fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
-        let mut full = String::with_capacity(
-            self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
-        );
-        full.push_str(&self.base_path);
-        full.push_str(path);
-        if let Some(q) = query {
-            full.push('?');
-            full.push_str(q);
-        }
-        let pq = PathAndQuery::try_from(full).map_err(http::Error::from)?;
-        Ok(Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()?)
+    /// The upstream URI: our scheme and authority, the base path, and the
+    /// received path (less `strip` bytes of route prefix) and query.
+    fn uri_for(&self, received: &Uri, strip: usize) -> Result<Uri, ProxyError> {
+        let path_and_query = match (self.base_path.is_empty(), strip, received.path_and_query()) {
+            // The common case: forwarded as received, without copying or re-parsing.
+            (true, 0, Some(pq)) => pq.clone(),
+            _ => {
+                let (path, query) = (&received.path()[strip..], received.query());
+                let mut full = String::with_capacity(
+                    self.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+                );
+                full.push_str(&self.base_path);
+                full.push_str(path);
+                if let Some(q) = query {
+                    full.push('?');
+                    full.push_str(q);
+                }
+                PathAndQuery::try_from(full).map_err(http::Error::from)?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
     }
 }
 

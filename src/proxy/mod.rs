@@ -336,12 +336,9 @@ impl Gateway {
             proto: if conn.tls { "https" } else { "http" },
             host: host.as_ref(),
         };
-        let forward_path = parts.uri.path()[strip..].to_owned();
         let sent = Instant::now();
         let idle = runtime.config.server.idle_timeout;
-        let result = upstream
-            .forward(parts, body, &forward_path, client, idle)
-            .await;
+        let result = upstream.forward(parts, body, strip, client, idle).await;
         trail.upstream = Some(sent.elapsed());
         result
     }
