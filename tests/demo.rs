@@ -291,14 +291,14 @@ fn interrupt(demo: &mut Demo) -> std::process::ExitStatus {
 
 #[test]
 fn the_demo_prints_commands_that_work_when_pasted() {
+    // A skipped test would pass without showing anything: refuse instead.
     if let Some(port) = taken_port() {
-        println!("skipped: port {port} is taken, and the demo binds fixed ports");
-        return;
+        panic!("port {port} is taken (a demo still running?); the demo binds fixed ports");
     }
-    if !have_curl() {
-        println!("skipped: the demo's commands need curl, which is not installed");
-        return;
-    }
+    assert!(
+        have_curl(),
+        "the demo's commands need curl; install it (.ci/run does)"
+    );
 
     let mut demo = start_demo();
     let lines = read_instructions(&mut demo);

@@ -41,6 +41,8 @@ enum Mode {
     Garbage,
     /// A head promising [`TRICKLED`] bytes, then one byte every 500 ms.
     Trickle,
+    /// A head promising 1000 bytes, 10 of them, then silence on an open connection.
+    StallMidBody,
     /// Reads the request and never answers.
     Hold,
 }
@@ -134,6 +136,14 @@ async fn misbehave(mut stream: TcpStream, mode: Mode, served: Arc<Mutex<Vec<Stri
                     return;
                 }
             }
+        }
+        Mode::StallMidBody => {
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789";
+            let _ = stream.write_all(head.as_bytes()).await;
+            // Open and silent until the gateway gives up on it, or long past the test.
+            let mut sink = [0u8; 1024];
+            let held = async { while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
+            let _ = tokio::time::timeout(Duration::from_secs(30), held).await;
         }
         Mode::Hold => {
             // Until the gateway gives up on the connection, or long past the test.
@@ -300,6 +310,29 @@ async fn upstream_reset_mid_response_cuts_the_client_stream_with_an_error() {
     rig.recovers().await;
 }
 
+/// An upstream that goes silent mid-body on an open connection would hold
+/// the client forever; the gateway cuts the stream once the silence outlasts
+/// the upstream `timeout` (1 s here).
+#[tokio::test]
+async fn upstream_stalling_mid_body_cuts_the_client_stream_after_the_timeout() {
+    let rig = rig(RawUpstream::start(Mode::StallMidBody).await).await;
+    let started = Instant::now();
+
+    let (status, received, error) = get_streamed(&rig, "/bad/stall").await;
+
+    assert_eq!(status, 200);
+    assert_eq!(received, 10, "the bytes sent before the stall arrive");
+    let error = error.expect("the body read fails rather than hanging or ending clean");
+    assert!(ends_early(&error), "{error:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "not before the 1 s timeout: {took:?}"
+    );
+    rig.good_route_answers().await;
+    rig.recovers().await;
+}
+
 #[tokio::test]
 async fn upstream_hanging_up_without_answering_gets_502() {
     let rig = rig(RawUpstream::start(Mode::HangUp).await).await;
@@ -324,8 +357,8 @@ async fn upstream_answering_garbage_gets_502() {
     rig.recovers().await;
 }
 
-/// Documents the behaviour: the upstream `timeout` covers the response head
-/// only. A body that trickles in is streamed on for as long as it takes;
+/// A body that trickles in, each piece within the upstream `timeout` of the
+/// last, is streamed on for as long as it takes, past the `timeout` in all:
 /// cutting a slow download short is the client's call, not the gateway's.
 /// Meanwhile other requests are served without waiting for it.
 #[tokio::test]

@@ -213,7 +213,8 @@ pub struct Upstream {
     /// Longest wait for a TCP (and TLS) connection. Default 5s.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Longest wait for the upstream's response head; 504 after. Default 60s.
+    /// Longest wait for the upstream's response head (504 after), and for
+    /// each next piece of its body (the stream is cut after). Default 60s.
     #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// PEM CA bundle to trust instead of the webpki roots; relative to the

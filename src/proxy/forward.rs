@@ -35,12 +35,13 @@ pub struct Upstream {
     base_path: String,
     /// Headers added to every forwarded request (the upstream's credential).
     inject: Vec<(HeaderName, HeaderValue)>,
-    /// Longest wait for the response head.
+    /// Longest wait for the response head, and for each next piece of the
+    /// response body.
     timeout: Duration,
     /// One pooled client per proxy worker: a connection's task lives on the
     /// worker that opened it, so a worker only reuses its own connections
     /// and never wakes another thread to send a request.
-    clients: Vec<Client<HttpsConnector<HttpConnector>, TimedBody>>,
+    clients: Vec<Client<HttpsConnector<HttpConnector>, TimedBody<RequestBody>>>,
 }
 
 thread_local! {
@@ -139,7 +140,9 @@ impl Upstream {
     /// the first `strip` bytes (a route prefix with `strip_prefix`).
     /// The upstream's `timeout` runs from the moment the request body has been
     /// sent in full, so a long push is not cut short; a client that stalls
-    /// its body for longer than `body_idle` is cut off instead.
+    /// its body for longer than `body_idle` is cut off instead. Once the head
+    /// is in, the same `timeout` bounds each wait for the next piece of the
+    /// response body: a slow download goes on, a dead one is cut.
     pub async fn forward(
         &self,
         mut parts: Parts,
@@ -153,7 +156,7 @@ impl Upstream {
         headers::prepare_request(&mut parts.headers, client, &self.inject);
 
         let (sent_tx, sent_rx) = oneshot::channel();
-        let body = TimedBody::new(body, body_idle, sent_tx);
+        let body = TimedBody::new(body, body_idle, Some(sent_tx), || Box::new(ClientStalled));
         let client = &self.clients[WORKER.with(|w| w.get()) % self.clients.len()];
         let request = client.request(Request::from_parts(parts, body));
         // A dropped sender (the body abandoned) starts the clock as well.
@@ -177,6 +180,7 @@ impl Upstream {
 
         let (mut head, body) = response.into_parts();
         headers::prepare_response(&mut head.headers);
+        let body = TimedBody::new(body, self.timeout, None, || Box::new(UpstreamStalled));
         Ok(Response::from_parts(
             head,
             http_body_util::Either::Left(body),
@@ -216,6 +220,13 @@ impl Upstream {
 #[error("client stopped sending its request body")]
 struct ClientStalled;
 
+/// The upstream stopped sending its response body for longer than its `timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream stopped sending its response body")]
+struct UpstreamStalled;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(e) = cause {
@@ -227,23 +238,33 @@ fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// A request body on its way upstream that says when it has been sent in
-/// full and fails when the client goes quiet for longer than `idle`.
-pub struct TimedBody {
-    inner: RequestBody,
+/// A body passing through that fails when its sender goes quiet for longer
+/// than `idle`, and, for a request body, says when it has been sent in full.
+/// Only time spent waiting on the sender counts: while the receiver is slow
+/// to take data the body is not polled and no clock runs.
+pub struct TimedBody<B> {
+    inner: B,
     idle: Duration,
-    /// Armed while the client has nothing for us; reset by every frame.
+    /// Armed while the sender has nothing for us; reset by every frame.
     stall: Option<Pin<Box<Sleep>>>,
     sent: Option<oneshot::Sender<()>>,
+    /// The error a stall ends the body with, which names the side that stalled.
+    stalled: fn() -> BoxError,
 }
 
-impl TimedBody {
-    fn new(inner: RequestBody, idle: Duration, sent: oneshot::Sender<()>) -> Self {
+impl<B: Body> TimedBody<B> {
+    fn new(
+        inner: B,
+        idle: Duration,
+        sent: Option<oneshot::Sender<()>>,
+        stalled: fn() -> BoxError,
+    ) -> Self {
         let mut body = TimedBody {
             inner,
             idle,
             stall: None,
-            sent: Some(sent),
+            sent,
+            stalled,
         };
         if body.inner.is_end_stream() {
             body.finish();
@@ -258,9 +279,13 @@ impl TimedBody {
     }
 }
 
-impl Body for TimedBody {
+impl<B> Body for TimedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -273,7 +298,7 @@ impl Body for TimedBody {
                 if frame.is_none() || this.inner.is_end_stream() {
                     this.finish();
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let idle = this.idle;
@@ -281,7 +306,7 @@ impl Body for TimedBody {
                     .stall
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match stall.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ClientStalled)))),
+                    Poll::Ready(()) => Poll::Ready(Some(Err((this.stalled)()))),
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -39,8 +39,9 @@ use headers::ClientInfo;
 /// Body of a request on its way upstream: streamed as received, or the
 /// buffered copy of a small form that was read to find the repository.
 pub type RequestBody = Either<Incoming, Full<Bytes>>;
-/// Body of a response to the client: the upstream's stream, or our JSON error.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// Body of a response to the client: the upstream's stream (cut when the
+/// upstream stalls), or our JSON error.
+pub type ProxyBody = Either<forward::TimedBody<Incoming>, Full<Bytes>>;
 
 /// Headers some frameworks honour to run a request as another method.
 const METHOD_OVERRIDES: [&str; 3] = [
