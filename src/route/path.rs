@@ -128,6 +128,17 @@ impl<'r> Segments<'r> {
 fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
     check_raw(raw)?;
 
+    // Most segments are plain ASCII without escapes: decoding leaves them
+    // as they are and `check_raw` has already refused what `check_decoded`
+    // would, so only empty and dot segments are left to test.
+    if raw.bytes().all(|b| b.is_ascii() && b != b'%') {
+        return match raw {
+            "" => Err(PathError::EmptySegment),
+            "." | ".." => Err(PathError::DotSegment),
+            _ => Ok(Cow::Borrowed(raw)),
+        };
+    }
+
     // Every `%` left after `check_raw` starts a valid escape, so a borrowed
     // value has none and the `%` test below only fires on double encoding.
     let value = percent_decode_str(raw)
