@@ -132,17 +132,17 @@ fn header_rewrite(c: &mut Criterion) {
         HeaderName::from_static("private-token"),
         HeaderValue::from_static("glpat-upstream"),
     )];
-    let host = HeaderValue::from_static("gate.example");
+    incoming.insert(http::header::HOST, HeaderValue::from_static("gate.example"));
+    let forwarded_for = headers::forwarded_for([127, 0, 0, 1].into());
     let client = ClientInfo {
-        ip: [127, 0, 0, 1].into(),
+        forwarded_for: &forwarded_for,
         proto: "http",
-        host: Some(&host),
     };
     c.bench_function("header rewrite (request)", |b| {
         b.iter_batched(
             || incoming.clone(),
             |mut headers| {
-                headers::prepare_request(&mut headers, client, &inject);
+                headers::prepare_request(&mut headers, client, None, &inject);
                 headers
             },
             criterion::BatchSize::SmallInput,

@@ -45,6 +45,9 @@ enum Mode {
     StallMidBody,
     /// Reads the request and never answers.
     Hold,
+    /// Answers `healthy` with keep-alive, then closes the connection at once,
+    /// as a server does when its keep-alive timeout runs out.
+    AnswerThenClose,
 }
 
 /// Bytes of the trickled body; at 500 ms each it outlasts the 1 s timeout.
@@ -144,6 +147,14 @@ async fn misbehave(mut stream: TcpStream, mode: Mode, served: Arc<Mutex<Vec<Stri
             let mut sink = [0u8; 1024];
             let held = async { while stream.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
             let _ = tokio::time::timeout(Duration::from_secs(30), held).await;
+        }
+        Mode::AnswerThenClose => {
+            served
+                .lock()
+                .unwrap()
+                .push("answered, then closed".to_owned());
+            let reply = "HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nhealthy";
+            let _ = stream.write_all(reply.as_bytes()).await;
         }
         Mode::Hold => {
             // Until the gateway gives up on the connection, or long past the test.
@@ -425,5 +436,52 @@ async fn upstream_that_never_answers_gets_504_after_its_timeout() {
     let in_time = (900..2500).contains(&waited.as_millis());
     assert!(in_time, "answered after {waited:?}; the timeout is 1 s");
     rig.good_route_answers().await;
+    rig.recovers().await;
+}
+
+#[tokio::test]
+async fn keep_alive_connections_to_the_upstream_are_reused() {
+    let rig = rig(RawUpstream::start(Mode::Healthy).await).await;
+    // One client connection, so every request lands on the same proxy worker
+    // (each worker keeps its own upstream connections).
+    let client = client();
+
+    for i in 0..5 {
+        let req = Request::get(rig.gate.url(&format!("/bad/{i}")))
+            .header("authorization", format!("Bearer {}", rig.admin))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = within(5, "keep-alive request", client.request(req))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "healthy");
+    }
+
+    assert_eq!(rig.bad.served().len(), 5);
+    assert_eq!(
+        rig.bad.accepted.load(Ordering::SeqCst),
+        1,
+        "one upstream connection"
+    );
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_without_failing_a_request() {
+    let rig = rig(RawUpstream::start(Mode::AnswerThenClose).await).await;
+
+    for i in 0..4 {
+        let reply = rig.get_bad(&format!("/bad/{i}")).await;
+        assert_eq!(reply.status, 200, "request {i}: {:?}", reply.body);
+        assert_eq!(reply.body, "healthy");
+    }
+
+    assert_eq!(rig.bad.served().len(), 4);
+    assert_eq!(
+        rig.bad.accepted.load(Ordering::SeqCst),
+        4,
+        "a new connection each time"
+    );
     rig.recovers().await;
 }

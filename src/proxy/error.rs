@@ -69,7 +69,7 @@ pub enum ProxyError {
         /// The upstream's name.
         upstream: String,
         /// What went wrong.
-        source: hyper_util::client::legacy::Error,
+        source: super::forward::UpstreamFailure,
     },
     /// The upstream took longer than its `timeout` to answer.
     #[error("upstream {upstream} did not answer within {seconds}s")]

@@ -1,4 +1,4 @@
-//! Forwarding an allowed request to its upstream over a pooled client.
+//! Forwarding an allowed request to its upstream over a pooled connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,21 +6,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::error::ProxyError;
 use super::headers::{self, ClientInfo};
+use super::pool::{self, Checkin, ConnectError, Pool, SendError};
 use super::{ProxyBody, RequestBody};
 use crate::config;
 use crate::tls;
@@ -29,19 +27,16 @@ use crate::tls;
 pub struct Upstream {
     /// Name from the config file, for errors and logs.
     pub name: String,
-    scheme: Scheme,
-    authority: Authority,
     /// Path prefix from the upstream URL, without a trailing `/`.
     base_path: String,
-    /// Headers added to every forwarded request (the upstream's credential).
+    /// Headers added to every forwarded request: `Host` for the upstream,
+    /// then the configured ones (the upstream's credential).
     inject: Vec<(HeaderName, HeaderValue)>,
     /// Longest wait for the response head, and for each next piece of the
     /// response body.
     timeout: Duration,
-    /// One pooled client per proxy worker: a connection's task lives on the
-    /// worker that opened it, so a worker only reuses its own connections
-    /// and never wakes another thread to send a request.
-    clients: Vec<Client<HttpsConnector<HttpConnector>, TimedBody<RequestBody>>>,
+    /// Idle keep-alive connections, per proxy worker.
+    pool: Pool,
 }
 
 thread_local! {
@@ -75,8 +70,19 @@ pub enum BuildError {
     },
 }
 
+/// How an upstream failed before its response head arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamFailure {
+    /// No connection could be made.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The exchange on an open connection failed.
+    #[error(transparent)]
+    Exchange(#[from] hyper::Error),
+}
+
 impl Upstream {
-    /// Builds the clients for one `[[upstreams]]` entry, one per worker.
+    /// Builds the pool for one `[[upstreams]]` entry, with an idle list per worker.
     pub fn build(cfg: &config::Upstream, workers: usize) -> Result<Upstream, BuildError> {
         let invalid = |message: String| BuildError::Invalid {
             name: cfg.name.clone(),
@@ -84,18 +90,16 @@ impl Upstream {
         };
         let uri = config::parse_base_url(&cfg.url).map_err(invalid)?;
         let parts = uri.into_parts();
-        let inject = cfg
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let name =
-                    HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
-                let mut value =
-                    HeaderValue::from_str(v.expose()).map_err(|e| invalid(e.to_string()))?;
-                value.set_sensitive(true);
-                Ok((name, value))
-            })
-            .collect::<Result<_, BuildError>>()?;
+        let authority = parts.authority.expect("validated URL has a host");
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|e| invalid(e.to_string()))?;
+        let mut inject = vec![(header::HOST, host)];
+        for (k, v) in &cfg.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+            let mut value =
+                HeaderValue::from_str(v.expose()).map_err(|e| invalid(e.to_string()))?;
+            value.set_sensitive(true);
+            inject.push((name, value));
+        }
 
         let tls = tls::client_config(cfg.ca_file.as_deref()).map_err(|source| BuildError::Tls {
             name: cfg.name.clone(),
@@ -104,34 +108,27 @@ impl Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(cfg.connect_timeout));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
-        let clients = (0..workers.max(1))
-            .map(|_| {
-                Client::builder(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .build(connector.clone())
-            })
-            .collect();
+        let origin = Uri::builder()
+            .scheme(parts.scheme.expect("validated URL has a scheme"))
+            .authority(authority)
+            .path_and_query("/")
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
 
         Ok(Upstream {
             name: cfg.name.clone(),
-            scheme: parts.scheme.expect("validated URL has a scheme"),
-            authority: parts.authority.expect("validated URL has a host"),
             base_path: parts
                 .path_and_query
                 .map(|p| p.path().trim_end_matches('/').to_owned())
                 .unwrap_or_default(),
             inject,
             timeout: cfg.timeout,
-            clients,
+            pool: Pool::new(connector, origin, cfg.connect_timeout, workers),
         })
     }
 
@@ -151,27 +148,30 @@ impl Upstream {
         client: ClientInfo<'_>,
         body_idle: Duration,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        parts.uri = self.uri_for(&parts.uri, strip)?;
+        let authority = parts.uri.authority();
+        headers::prepare_request(&mut parts.headers, client, authority, &self.inject);
+        parts.uri = self.target(&parts.uri, strip)?;
         parts.version = Version::HTTP_11;
-        headers::prepare_request(&mut parts.headers, client, &self.inject);
 
-        let (sent_tx, sent_rx) = oneshot::channel();
-        let body = TimedBody::new(body, body_idle, Some(sent_tx), || Box::new(ClientStalled));
-        let client = &self.clients[WORKER.with(|w| w.get()) % self.clients.len()];
-        let request = client.request(Request::from_parts(parts, body));
+        // A request without a body has been sent as soon as it starts.
+        let (sent_tx, sent_rx) = match body.is_end_stream() {
+            true => (None, None),
+            false => {
+                let (tx, rx) = oneshot::channel();
+                (Some(OnEnd::Sent(tx)), Some(rx))
+            }
+        };
+        let body = TimedBody::new(body, body_idle, sent_tx, || Box::new(ClientStalled));
+        let exchange = self.exchange(Request::from_parts(parts, body));
         // A dropped sender (the body abandoned) starts the clock as well.
         let deadline = async {
-            let _ = sent_rx.await;
+            if let Some(sent) = sent_rx {
+                let _ = sent.await;
+            }
             tokio::time::sleep(self.timeout).await;
         };
-        let response = tokio::select! {
-            result = request => match result {
-                Ok(response) => response,
-                Err(source) if stalled(&source) => return Err(ProxyError::ClientStalled),
-                Err(source) => {
-                    return Err(ProxyError::Upstream { upstream: self.name.clone(), source })
-                }
-            },
+        let (response, checkin) = tokio::select! {
+            result = exchange => result?,
             () = deadline => {
                 let seconds = self.timeout.as_secs();
                 return Err(ProxyError::UpstreamTimeout { upstream: self.name.clone(), seconds });
@@ -180,16 +180,53 @@ impl Upstream {
 
         let (mut head, body) = response.into_parts();
         headers::prepare_response(&mut head.headers);
-        let body = TimedBody::new(body, self.timeout, None, || Box::new(UpstreamStalled));
+        let on_end = Some(OnEnd::Checkin(checkin));
+        let body = TimedBody::new(body, self.timeout, on_end, || Box::new(UpstreamStalled));
         Ok(Response::from_parts(
             head,
             http_body_util::Either::Left(body),
         ))
     }
 
-    /// The upstream URI: our scheme and authority, the base path, and the
+    /// One exchange on a pooled connection. A connection that turns out to
+    /// have closed before the request went out is replaced once by a new one.
+    async fn exchange(
+        &self,
+        request: Request<pool::Body>,
+    ) -> Result<(Response<Incoming>, Checkin), ProxyError> {
+        let worker = WORKER.with(|w| w.get());
+        let conn = self
+            .pool
+            .checkout(worker)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let error = match conn.send(request).await {
+            Ok(exchanged) => return Ok(exchanged),
+            Err(SendError::Unsent(request, _)) => {
+                let conn = self.pool.connect(worker).await;
+                match conn.map_err(|e| self.failed(e))?.send(*request).await {
+                    Ok(exchanged) => return Ok(exchanged),
+                    Err(SendError::Unsent(_, e) | SendError::Failed(e)) => e,
+                }
+            }
+            Err(SendError::Failed(e)) => e,
+        };
+        match stalled(&error) {
+            true => Err(ProxyError::ClientStalled),
+            false => Err(self.failed(error)),
+        }
+    }
+
+    fn failed(&self, source: impl Into<UpstreamFailure>) -> ProxyError {
+        ProxyError::Upstream {
+            upstream: self.name.clone(),
+            source: source.into(),
+        }
+    }
+
+    /// The request target upstream (origin form): the base path, then the
     /// received path (less `strip` bytes of route prefix) and query.
-    fn uri_for(&self, received: &Uri, strip: usize) -> Result<Uri, ProxyError> {
+    fn target(&self, received: &Uri, strip: usize) -> Result<Uri, ProxyError> {
         let path_and_query = match (self.base_path.is_empty(), strip, received.path_and_query()) {
             // The common case: forwarded as received, without copying or re-parsing.
             (true, 0, Some(pq)) => pq.clone(),
@@ -207,11 +244,7 @@ impl Upstream {
                 PathAndQuery::try_from(full).map_err(http::Error::from)?
             }
         };
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(path_and_query);
-        Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
+        Ok(Uri::from(path_and_query))
     }
 }
 
@@ -225,7 +258,8 @@ struct ClientStalled;
 #[error("upstream stopped sending its response body")]
 struct UpstreamStalled;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A boxed error, as bodies and connectors report them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
@@ -238,32 +272,46 @@ fn stalled(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// What happens when a body has passed through in full.
+pub enum OnEnd {
+    /// A request body: start the upstream's clock.
+    Sent(oneshot::Sender<()>),
+    /// A response body: its connection is free for the next request.
+    Checkin(Checkin),
+}
+
+impl OnEnd {
+    fn fire(self) {
+        match self {
+            OnEnd::Sent(sent) => {
+                let _ = sent.send(());
+            }
+            OnEnd::Checkin(checkin) => checkin.release(),
+        }
+    }
+}
+
 /// A body passing through that fails when its sender goes quiet for longer
-/// than `idle`, and, for a request body, says when it has been sent in full.
-/// Only time spent waiting on the sender counts: while the receiver is slow
-/// to take data the body is not polled and no clock runs.
+/// than `idle`, and does its `OnEnd` once it has passed in full (never after
+/// an error). Only time spent waiting on the sender counts: while the
+/// receiver is slow to take data the body is not polled and no clock runs.
 pub struct TimedBody<B> {
     inner: B,
     idle: Duration,
     /// Armed while the sender has nothing for us; reset by every frame.
     stall: Option<Pin<Box<Sleep>>>,
-    sent: Option<oneshot::Sender<()>>,
+    on_end: Option<OnEnd>,
     /// The error a stall ends the body with, which names the side that stalled.
     stalled: fn() -> BoxError,
 }
 
 impl<B: Body> TimedBody<B> {
-    fn new(
-        inner: B,
-        idle: Duration,
-        sent: Option<oneshot::Sender<()>>,
-        stalled: fn() -> BoxError,
-    ) -> Self {
+    fn new(inner: B, idle: Duration, on_end: Option<OnEnd>, stalled: fn() -> BoxError) -> Self {
         let mut body = TimedBody {
             inner,
             idle,
             stall: None,
-            sent,
+            on_end,
             stalled,
         };
         if body.inner.is_end_stream() {
@@ -273,8 +321,8 @@ impl<B: Body> TimedBody<B> {
     }
 
     fn finish(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            let _ = sent.send(());
+        if let Some(on_end) = self.on_end.take() {
+            on_end.fire();
         }
     }
 }
@@ -293,6 +341,11 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                // A failed body leaves its connection unusable: never check it in.
+                this.on_end = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(frame) => {
                 this.stall = None;
                 if frame.is_none() || this.inner.is_end_stream() {
@@ -306,7 +359,10 @@ where
                     .stall
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                 match stall.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err((this.stalled)()))),
+                    Poll::Ready(()) => {
+                        this.on_end = None;
+                        Poll::Ready(Some(Err((this.stalled)())))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }

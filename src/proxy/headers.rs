@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use smallvec::SmallVec;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
@@ -77,21 +78,30 @@ fn remove_where(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool)
 /// Where a request came from, for the `X-Forwarded-*` headers.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientInfo<'a> {
-    /// The peer address of the client connection.
-    pub ip: IpAddr,
+    /// The client's address as a header value ([`forwarded_for`]), made once
+    /// per connection.
+    pub forwarded_for: &'a HeaderValue,
     /// `https` when repogate terminated TLS, else `http`.
     pub proto: &'static str,
-    /// The host the client asked for, if it said.
-    pub host: Option<&'a HeaderValue>,
 }
 
-/// Rewrites an allowed request's headers for its upstream.
+/// The `X-Forwarded-For` value for a client address.
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
+}
+
+/// Rewrites an allowed request's headers for its upstream. `authority` is
+/// the request target's, which an HTTP/2 or absolute-form request carries
+/// instead of a `Host` header.
 pub fn prepare_request(
     headers: &mut HeaderMap,
     client: ClientInfo<'_>,
+    authority: Option<&Authority>,
     inject: &[(HeaderName, HeaderValue)],
 ) {
-    let host = client.host.cloned();
+    let host = headers
+        .remove(header::HOST)
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     remove_where(headers, |name| {
         is_hop_by_hop(name)
             || CREDENTIAL_HEADERS.contains(name)
@@ -99,7 +109,7 @@ pub fn prepare_request(
     });
 
     // Replace, never append: what the client claims about itself is not trusted.
-    headers.insert(X_FORWARDED_FOR.clone(), ip_value(client.ip));
+    headers.insert(X_FORWARDED_FOR.clone(), client.forwarded_for.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(client.proto),
@@ -111,10 +121,6 @@ pub fn prepare_request(
     for (name, value) in inject {
         headers.insert(name.clone(), value.clone());
     }
-}
-
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid header value")
 }
 
 /// Rewrites an upstream response's headers for the client.
@@ -168,17 +174,15 @@ mod tests {
             ("host", "gate.local"),
             ("accept", "application/json"),
         ]);
-        let host = HeaderValue::from_static("gate.local");
         let client = ClientInfo {
-            ip: "127.0.0.9".parse().unwrap(),
+            forwarded_for: &forwarded_for("127.0.0.9".parse().unwrap()),
             proto: "https",
-            host: Some(&host),
         };
         let inject = [(
             HeaderName::from_static("private-token"),
             HeaderValue::from_static("glpat-real"),
         )];
-        prepare_request(&mut h, client, &inject);
+        prepare_request(&mut h, client, None, &inject);
 
         assert_eq!(h["x-forwarded-for"], "127.0.0.9");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
@@ -206,15 +210,29 @@ mod tests {
             ("x-hop", "1"),
         ]);
         let client = ClientInfo {
-            ip: "127.0.0.9".parse().unwrap(),
+            forwarded_for: &forwarded_for("127.0.0.9".parse().unwrap()),
             proto: "http",
-            host: None,
         };
-        prepare_request(&mut h, client, &[]);
+        prepare_request(&mut h, client, None, &[]);
 
         assert!(!h.contains_key("x-forwarded-host"), "{h:?}");
         assert!(!h.contains_key("x-hop"), "{h:?}");
         assert_eq!(h.len(), 2, "only X-Forwarded-For and -Proto remain: {h:?}");
+    }
+
+    #[test]
+    fn the_request_target_authority_stands_in_for_a_missing_host() {
+        let mut h = map(&[("accept", "*/*")]);
+        let client = ClientInfo {
+            forwarded_for: &forwarded_for("::1".parse().unwrap()),
+            proto: "https",
+        };
+        let authority = Authority::from_static("gate.local:8443");
+        prepare_request(&mut h, client, Some(&authority), &[]);
+
+        assert_eq!(h["x-forwarded-host"], "gate.local:8443");
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert!(!h.contains_key("host"));
     }
 
     #[test]

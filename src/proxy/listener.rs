@@ -137,7 +137,7 @@ async fn serve_connection(
         None => {
             serve_io(
                 stream,
-                Connection { peer, tls: false },
+                Connection::new(peer, false),
                 gateway,
                 builder,
                 watcher,
@@ -147,14 +147,7 @@ async fn serve_connection(
         Some(acceptor) => {
             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    serve_io(
-                        tls,
-                        Connection { peer, tls: true },
-                        gateway,
-                        builder,
-                        watcher,
-                    )
-                    .await
+                    serve_io(tls, Connection::new(peer, true), gateway, builder, watcher).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client.ip = %peer.ip(), error = %e, "TLS handshake failed")
@@ -174,12 +167,20 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // One shared handle per connection: each request clones this `Arc`,
+    // whose count only this connection's worker touches, rather than the
+    // gateway's, which every worker would contend for.
+    let peer = conn.peer;
+    let shared = Arc::new((gateway, conn));
     let service = service_fn(move |req| {
-        let gateway = Arc::clone(&gateway);
-        async move { Ok::<_, Infallible>(gateway.handle(req, conn).await) }
+        let shared = Arc::clone(&shared);
+        async move {
+            let (gateway, conn) = &*shared;
+            Ok::<_, Infallible>(gateway.handle(req, conn).await)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(client.ip = %conn.peer.ip(), error = %e, "connection ended with an error");
+        tracing::debug!(client.ip = %peer.ip(), error = %e, "connection ended with an error");
     }
 }

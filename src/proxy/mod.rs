@@ -11,6 +11,7 @@ mod form;
 pub mod forward;
 pub mod headers;
 pub mod listener;
+mod pool;
 pub mod redact;
 
 use std::net::SocketAddr;
@@ -127,12 +128,26 @@ pub struct Gateway {
 }
 
 /// What the listener knows about the connection a request came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Connection {
     /// The client's address.
     pub peer: SocketAddr,
     /// Whether repogate terminated TLS on it.
     pub tls: bool,
+    /// `peer`'s address as an `X-Forwarded-For` value, made once for all
+    /// the requests of the connection.
+    forwarded_for: http::HeaderValue,
+}
+
+impl Connection {
+    /// A connection from `peer`, over TLS or not.
+    pub fn new(peer: SocketAddr, tls: bool) -> Connection {
+        Connection {
+            peer,
+            tls,
+            forwarded_for: headers::forwarded_for(peer.ip()),
+        }
+    }
 }
 
 /// What a request turned out to be about, filled in step by step for the
@@ -149,7 +164,7 @@ struct Trail {
 
 impl Gateway {
     /// Handles one proxied request from start to finish.
-    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<ProxyBody> {
         let started = Instant::now();
         let runtime = self.runtime.load_full();
         tracing::trace!(
@@ -240,7 +255,7 @@ impl Gateway {
         &self,
         runtime: &Runtime,
         req: Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         trail: &mut Trail,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (parts, body) = req.into_parts();
@@ -326,16 +341,9 @@ impl Gateway {
 
         // Finally forward, with the client's credential swapped for the upstream's.
         let upstream = &runtime.upstreams[route.upstream];
-        let host = parts.headers.get(header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-        });
         let client = ClientInfo {
-            ip: conn.peer.ip(),
+            forwarded_for: &conn.forwarded_for,
             proto: if conn.tls { "https" } else { "http" },
-            host: host.as_ref(),
         };
         let sent = Instant::now();
         let idle = runtime.config.server.idle_timeout;
@@ -354,7 +362,7 @@ enum RepoSource<'t> {
 
 /// One log event per failed request: denials at info with who and what,
 /// upstream failures at warn, other refusals at info.
-fn log_failure(err: &ProxyError, conn: Connection, trail: &Trail) {
+fn log_failure(err: &ProxyError, conn: &Connection, trail: &Trail) {
     let action = trail.action.map_or("-", Action::as_str);
     let (status, code) = err.status();
     match err {

@@ -264,7 +264,7 @@ impl RouteTable {
 
         let (forward_path, segments) = route.strip(path, segments.all());
         let request = Request {
-            method,
+            method: rule::method_bit(method),
             path,
             segments,
             query,

@@ -67,6 +67,36 @@ pub(super) struct Seg<'r> {
     /// The value decoded once; borrowed (and equal to the raw text) when the
     /// segment holds no escape.
     pub value: Cow<'r, str>,
+    /// [`Prefix`] of `value`, so a rule's literal can be ruled out with one
+    /// integer comparison.
+    pub prefix: Prefix,
+}
+
+/// The length and first eight bytes of a text, packed for quick comparison:
+/// two texts with different prefixes differ, and for texts of up to eight
+/// bytes equal prefixes mean equal texts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Prefix {
+    len: usize,
+    head: u64,
+}
+
+impl Prefix {
+    /// The prefix of `text`.
+    pub fn of(text: &str) -> Prefix {
+        let mut head = [0u8; 8];
+        let n = text.len().min(8);
+        head[..n].copy_from_slice(&text.as_bytes()[..n]);
+        Prefix {
+            len: text.len(),
+            head: u64::from_le_bytes(head),
+        }
+    }
+
+    /// Whether the prefix alone proves the texts equal.
+    pub fn is_whole(&self) -> bool {
+        self.len <= 8
+    }
 }
 
 impl Seg<'_> {
@@ -100,10 +130,12 @@ impl<'r> Segments<'r> {
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         let mut start = 1;
         for raw in rest.split('/') {
+            let value = decode_segment(raw)?;
             segments.push(Seg {
                 start,
                 end: start + raw.len(),
-                value: decode_segment(raw)?,
+                prefix: Prefix::of(&value),
+                value,
             })?;
             start += raw.len() + 1;
         }
@@ -126,12 +158,23 @@ impl<'r> Segments<'r> {
 
 /// Checks one raw segment and decodes it once.
 fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    check_raw(raw)?;
+    let bytes = raw.as_bytes();
+    let mut plain = true;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\\' => return Err(PathError::Backslash),
+            b';' => return Err(PathError::Semicolon),
+            b'%' if !is_escape(bytes.get(i + 1..i + 3)) => return Err(PathError::InvalidEscape),
+            b'%' => plain = false,
+            _ if b.is_ascii_control() => return Err(PathError::ControlChar),
+            _ if !b.is_ascii() => plain = false,
+            _ => {}
+        }
+    }
 
-    // Most segments are plain ASCII without escapes: decoding leaves them
-    // as they are and `check_raw` has already refused what `check_decoded`
-    // would, so only empty and dot segments are left to test.
-    if raw.bytes().all(|b| b.is_ascii() && b != b'%') {
+    // Most segments are plain ASCII: decoding leaves them as they are and
+    // the loop above has refused what `check_decoded` would.
+    if plain {
         return match raw {
             "" => Err(PathError::EmptySegment),
             "." | ".." => Err(PathError::DotSegment),
@@ -139,8 +182,8 @@ fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
         };
     }
 
-    // Every `%` left after `check_raw` starts a valid escape, so a borrowed
-    // value has none and the `%` test below only fires on double encoding.
+    // Every `%` left is a valid escape, so a borrowed value has none and
+    // the `%` test below only fires on double encoding.
     let value = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| PathError::InvalidUtf8)?;
@@ -157,20 +200,6 @@ fn decode_segment(raw: &str) -> Result<Cow<'_, str>, PathError> {
         }
     }
     Ok(value)
-}
-
-fn check_raw(raw: &str) -> Result<(), PathError> {
-    let bytes = raw.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'\\' => return Err(PathError::Backslash),
-            b';' => return Err(PathError::Semicolon),
-            b'%' if !is_escape(bytes.get(i + 1..i + 3)) => return Err(PathError::InvalidEscape),
-            _ if b.is_ascii_control() => return Err(PathError::ControlChar),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn is_escape(digits: Option<&[u8]>) -> bool {

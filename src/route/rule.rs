@@ -36,8 +36,9 @@ enum Source {
 /// A rule ready to match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Rule {
-    /// Empty means any method.
-    methods: Vec<Method>,
+    /// One bit per method the rule takes ([`method_bit`]); every bit set
+    /// when the rule names none.
+    methods: u16,
     template: Template,
     query: Vec<(String, String)>,
     source: Source,
@@ -47,7 +48,8 @@ pub(super) struct Rule {
 
 /// The parts of a request a rule looks at.
 pub(super) struct Request<'a, 'r> {
-    pub method: &'a Method,
+    /// The request method's [`method_bit`].
+    pub method: u16,
     /// The raw request path; captures borrow from it.
     pub path: &'r str,
     /// The decoded segments the rules see (after `strip_prefix`).
@@ -74,11 +76,10 @@ enum Lookup<'r> {
 impl Rule {
     /// Compiles one rule; `git` marks git smart-HTTP rules.
     pub fn compile(spec: &RuleSpec, git: bool) -> Result<Rule, RouteErrorKind> {
-        let methods = spec
-            .methods
-            .iter()
-            .map(|m| parse_method(m))
-            .collect::<Result<_, _>>()?;
+        let mut methods = if spec.methods.is_empty() { u16::MAX } else { 0 };
+        for name in &spec.methods {
+            methods |= method_bit(&parse_method(name)?);
+        }
         let template = Template::parse(&spec.path).map_err(RouteErrorKind::Template)?;
         let source = source(spec.repo_from.as_ref(), template.has_capture())?;
         let query = spec
@@ -98,7 +99,7 @@ impl Rule {
 
     /// The decision if this rule matches the request.
     pub fn apply<'t, 'r>(&'t self, req: &Request<'_, 'r>) -> Option<Decision<'t, 'r>> {
-        if !self.methods.is_empty() && !self.methods.contains(req.method) {
+        if self.methods & req.method == 0 {
             return None;
         }
         let captures = self.template.matches(req.segments)?;
@@ -150,6 +151,16 @@ fn lookup<'r>(query: Option<&'r str>, key: &str) -> Lookup<'r> {
         };
     }
     found
+}
+
+/// A bit standing for `method` in a rule's method set: one per method a
+/// rule may name, and one shared by all others, which only rules that name
+/// no method take.
+pub(super) fn method_bit(method: &Method) -> u16 {
+    match KNOWN_METHODS.iter().position(|known| known == method) {
+        Some(i) => 1 << i,
+        None => 1 << 15,
+    }
 }
 
 fn parse_method(name: &str) -> Result<Method, RouteErrorKind> {

@@ -7,7 +7,7 @@
 //! in the number of segments.
 
 use super::capture::{Captures, Span, MAX_CAPTURES};
-use super::path::Seg;
+use super::path::{Prefix, Seg};
 
 /// The most `**` and `{repo+}` one template may hold.
 const MAX_VARIABLE: usize = 2;
@@ -94,16 +94,31 @@ struct Anchor {
     from_end: bool,
     pos: usize,
     text: Box<str>,
+    /// Compared first: most anchors fail on it without touching the text.
+    prefix: Prefix,
 }
 
 impl Anchor {
+    fn new(from_end: bool, pos: usize, text: Box<str>) -> Anchor {
+        let prefix = Prefix::of(&text);
+        Anchor {
+            from_end,
+            pos,
+            text,
+            prefix,
+        }
+    }
+
+    /// Whether the segment at the anchor's position is its literal. The
+    /// caller has checked that the path has enough segments.
     fn holds(&self, segs: &[Seg<'_>]) -> bool {
         let index = if self.from_end {
             segs.len() - self.pos
         } else {
             self.pos
         };
-        *segs[index].value == *self.text
+        let seg = &segs[index];
+        seg.prefix == self.prefix && (self.prefix.is_whole() || *seg.value == *self.text)
     }
 }
 
@@ -120,20 +135,12 @@ fn anchors(elems: &[Elem]) -> Vec<Anchor> {
         let from_end = tail
             .enumerate()
             .filter_map(|(i, e)| literal(e).map(|text| (i + 1, text)));
-        anchors.extend(from_end.map(|(pos, text)| Anchor {
-            from_end: true,
-            pos,
-            text,
-        }));
+        anchors.extend(from_end.map(|(pos, text)| Anchor::new(true, pos, text)));
     }
     let from_start = elems[..head].iter().enumerate().rev();
-    anchors.extend(from_start.filter_map(|(pos, e)| {
-        literal(e).map(|text| Anchor {
-            from_end: false,
-            pos,
-            text,
-        })
-    }));
+    anchors.extend(
+        from_start.filter_map(|(pos, e)| literal(e).map(|text| Anchor::new(false, pos, text))),
+    );
     anchors
 }
 
