@@ -240,3 +240,19 @@ fn a_bad_password_hash_is_refused_at_load() {
     let text = "[[admin.users]]\nname = \"admin\"\npassword_hash = \"plaintext\"\n";
     assert_error(text, 3, "admin.users[0].password_hash", "hash-password");
 }
+
+#[test]
+fn an_upstream_url_with_credentials_is_refused_without_repeating_them() {
+    let text =
+        "[[upstreams]]\nname = \"x\"\nurl = \"https://bot:hunter2-secret@gitlab.example.com\"\n";
+    assert_error(
+        text,
+        3,
+        "upstreams[0].url",
+        "put the upstream's credential in `headers`",
+    );
+
+    let out = check(text);
+    assert!(!out.stderr.contains("hunter2-secret"), "{}", out.stderr);
+    assert!(!out.stdout.contains("hunter2-secret"), "{}", out.stdout);
+}

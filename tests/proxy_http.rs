@@ -404,6 +404,48 @@ async fn https_is_served_over_http1_and_http2_and_says_so_upstream() {
     assert_eq!(up.count(), 2);
 }
 
+#[tokio::test]
+async fn https_upstream_is_reached_when_its_ca_file_is_trusted_and_refused_otherwise() {
+    let up = tls::https_upstream().await;
+    let route = |name: &str, prefix: &str| {
+        format!(
+            "[[routes]]\nprefix = \"{prefix}\"\nupstream = \"{name}\"\n\
+             [[routes.rules]]\npath = \"{prefix}**\"\naction = \"read\"\n"
+        )
+    };
+    let config = format!(
+        "[[upstreams]]\nname = \"trusted\"\nurl = \"https://{addr}\"\nca_file = \"{ca}\"\n\
+         headers = {{ \"PRIVATE-TOKEN\" = \"real-upstream-secret\" }}\n\
+         [[upstreams]]\nname = \"webpki\"\nurl = \"https://{addr}\"\n{}{}",
+        route("trusted", "/trusted/"),
+        route("webpki", "/webpki/"),
+        addr = up.addr,
+        ca = up.ca_file.display(),
+    );
+    let gate = gateway(&config).await;
+    let admin = gate.mint(true, &[]).await;
+
+    for i in 0..3 {
+        let reply = get(&gate.url(&format!("/trusted/{i}")), &admin).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        assert_eq!(reply.body, "secure");
+    }
+    let host = up.addr.to_string();
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|(h, t)| *h == host && t == "real-upstream-secret"),
+        "{seen:?}"
+    );
+
+    // The same server, but checked against the public roots: not trusted.
+    let reply = get(&gate.url("/webpki/x"), &admin).await;
+    assert_eq!(reply.status, 502, "{:?}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream_unavailable");
+    assert_eq!(up.seen.lock().unwrap().len(), 3, "no request went through");
+}
+
 /// An upload that sends `left` chunks of 1 KiB, one every `every`: a client
 /// on a slow link.
 struct Trickle {

@@ -293,21 +293,27 @@ fn check_header(name: &str, value: &mut super::SecretString, dir: &Path) -> Resu
     Ok(())
 }
 
-/// Parses an upstream base URL: `http` or `https`, with a host, without a
-/// query or fragment. Shared with the forwarder so both agree.
+/// Parses an upstream base URL: `http` or `https`, with a host, without
+/// credentials, query or fragment. Shared with the forwarder so both agree.
+/// The messages never repeat the URL: a rejected one may hold a secret.
 pub fn parse_base_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    // Checked before parsing, so not even a malformed URL's credentials are
+    // echoed; they would go upstream in `Host` and show in `check-config`.
+    if url.contains('@') {
+        return Err(
+            "credentials (`user:password@`) are not allowed in a URL; put the upstream's credential in `headers`".to_owned(),
+        );
+    }
+    let uri: Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
-        _ => return Err(format!("`{url}` must start with http:// or https://")),
+        _ => return Err("must start with http:// or https://".to_owned()),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{url}` has no host"));
+        return Err("has no host".to_owned());
     }
     if uri.query().is_some() || url.contains('#') {
-        return Err(format!("`{url}` must not have a query or fragment"));
+        return Err("must not have a query or fragment".to_owned());
     }
     Ok(uri)
 }

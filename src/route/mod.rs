@@ -269,7 +269,10 @@ impl RouteTable {
             segments,
             query,
         };
-        let found = route.rules().find_map(|rule| rule.apply(&request));
+        let found = route
+            .rules()
+            .filter(|rule| rule.may_match(&request))
+            .find_map(|rule| rule.apply(&request));
         found.map_or(Match::NoRule { route }, |d| {
             let (action, repo, git) = (d.action, d.repo, d.git);
             Match::Found(Matched {

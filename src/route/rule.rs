@@ -97,6 +97,13 @@ impl Rule {
         })
     }
 
+    /// Whether the rule might match: a quick test on the method, the segment
+    /// count and one literal, which [`Rule::apply`] repeats.
+    #[inline]
+    pub fn may_match(&self, req: &Request<'_, '_>) -> bool {
+        self.methods & req.method != 0 && self.template.may_match(req.segments)
+    }
+
     /// The decision if this rule matches the request.
     pub fn apply<'t, 'r>(&'t self, req: &Request<'_, 'r>) -> Option<Decision<'t, 'r>> {
         if self.methods & req.method == 0 {

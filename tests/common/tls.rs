@@ -1,5 +1,6 @@
 //! A gateway that terminates TLS with a fresh self-signed certificate, and
-//! HTTPS clients that trust exactly that certificate.
+//! HTTPS clients that trust exactly that certificate; an HTTPS upstream.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::sync::Arc;
 
@@ -12,6 +13,66 @@ use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 
 use crate::common::Gate;
+
+/// An HTTPS upstream on loopback with a fresh self-signed certificate for
+/// `127.0.0.1`; it answers `secure` and records each request's `Host` and
+/// `PRIVATE-TOKEN` headers.
+pub struct HttpsUpstream {
+    pub addr: std::net::SocketAddr,
+    /// The certificate, as a PEM file a config's `ca_file` can name.
+    pub ca_file: std::path::PathBuf,
+    pub seen: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn https_upstream() -> HttpsUpstream {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("up.pem"), dir.path().join("up.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(repogate::tls::server_config(&cert, &key).unwrap());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, record) = (acceptor.clone(), Arc::clone(&record));
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let text = |name: &str| {
+                            let value = req.headers().get(name);
+                            value
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default()
+                        };
+                        record
+                            .lock()
+                            .unwrap()
+                            .push((text("host"), text("private-token")));
+                        let body = Full::new(Bytes::from_static(b"secure"));
+                        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    HttpsUpstream {
+        addr,
+        ca_file: cert,
+        seen,
+        _dir: dir,
+    }
+}
 
 /// Makes HTTPS clients that trust the test certificate and nothing else.
 pub struct Https {
