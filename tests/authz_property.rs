@@ -1,24 +1,30 @@
-//! Authorization is never bypassed: random plans, grants, default roles,
-//! repositories (existing at minting, created later, unregistered) and
-//! requests go through a real gateway, and every answer is compared with an
-//! independent model of DESIGN.md §2 written out here.
+//! Authorization is never bypassed: random plans (freemium, premium and
+//! enterprise), grants, default roles, repositories (existing at minting,
+//! created later, unregistered) and requests go through a real gateway, and
+//! every answer is compared with an independent model of DESIGN.md §2
+//! written out here over the role table in `tests/common`.
 
 mod common;
 
 use common::*;
 use http::Method;
 use proptest::prelude::*;
-use repogate::access::{Action, DefaultRole, Role};
+use repogate::access::{Action, DefaultRole, Plan, Role};
 
 const EARLY: [&str; 4] = ["acme/r0", "acme/r1", "acme/r2", "acme/r3"];
 const LATER: [&str; 2] = ["acme/r4", "acme/r5"];
 const GHOST: &str = "ghost/none";
+/// Random scenarios per plan, each of 3 tokens plus an admin token and 30 requests.
+const CASES_PER_PLAN: u32 = 16;
 
 #[derive(Clone, Debug)]
 struct Scenario {
-    enterprise: bool,
+    plan: Plan,
+    /// The company default role, set on every plan: only enterprise tokens
+    /// may take it up.
     default: Role,
-    /// Per non-admin token: a role or nothing for each early repository.
+    /// Per non-admin token: a role or nothing for each early repository
+    /// (enterprise only; the other plans mint without grants).
     grants: Vec<[Option<Role>; 4]>,
     /// (token index; the last one is the admin token, repository index into
     /// EARLY ++ LATER ++ [GHOST], action index).
@@ -29,7 +35,7 @@ fn role() -> impl Strategy<Value = Role> {
     prop::sample::select(Role::ALL.to_vec())
 }
 
-fn scenario() -> impl Strategy<Value = Scenario> {
+fn scenario(plan: Plan) -> impl Strategy<Value = Scenario> {
     let default = prop::sample::select(vec![
         Role::NoAccess,
         Role::Viewer,
@@ -38,14 +44,12 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     ]);
     let grants = prop::collection::vec(prop::array::uniform4(prop::option::of(role())), 3);
     let requests = prop::collection::vec((0usize..4, 0usize..7, 0usize..8), 30);
-    (any::<bool>(), default, grants, requests).prop_map(
-        |(enterprise, default, grants, requests)| Scenario {
-            enterprise,
-            default,
-            grants,
-            requests,
-        },
-    )
+    (Just(plan), default, grants, requests).prop_map(|(plan, default, grants, requests)| Scenario {
+        plan,
+        default,
+        grants,
+        requests,
+    })
 }
 
 /// The model's answer: may this token do this action on this repository?
@@ -57,11 +61,13 @@ fn expected(s: &Scenario, token: usize, repo: usize, action: Action) -> bool {
         return false; // scan is admin-only; unregistered repositories too
     }
     let existed = repo < EARLY.len();
-    let role = match (s.enterprise, existed) {
-        (false, true) => Role::Reviewer,
-        (false, false) => Role::NoAccess,
-        (true, true) => s.grants[token][repo].unwrap_or(Role::NoAccess),
-        (true, false) => s.default,
+    let role = match (s.plan, existed) {
+        // User tokens: reviewer on what existed at minting, nothing later,
+        // whatever the default role says.
+        (Plan::Freemium | Plan::Premium, true) => Role::Reviewer,
+        (Plan::Freemium | Plan::Premium, false) => Role::NoAccess,
+        (Plan::Enterprise, true) => s.grants[token][repo].unwrap_or(Role::NoAccess),
+        (Plan::Enterprise, false) => s.default,
     };
     table_allows(role, action)
 }
@@ -92,10 +98,10 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
     let up = upstream().await;
     let routes = "[[routes]]\nprefix = \"/\"\nupstream = \"up\"\npreset = \"gitlab\"\n\
                   [[routes]]\nprefix = \"/api/1.0/open/\"\nupstream = \"up\"\npreset = \"sca_scan\"\n";
-    let plan = if s.enterprise {
-        "enterprise"
-    } else {
-        "premium"
+    let plan = match s.plan {
+        Plan::Freemium => "freemium",
+        Plan::Premium => "premium",
+        Plan::Enterprise => "enterprise",
     };
     let gate = gateway(&format!(
         "[account]\nplan = \"{plan}\"\n{}",
@@ -108,13 +114,13 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
 
     let mut tokens = Vec::new();
     for grants in &s.grants {
-        let chosen: Vec<(&str, Role)> = match s.enterprise {
-            true => EARLY
+        let chosen: Vec<(&str, Role)> = match s.plan {
+            Plan::Enterprise => EARLY
                 .iter()
                 .zip(grants)
                 .filter_map(|(r, g)| g.map(|g| (*r, g)))
                 .collect(),
-            false => Vec::new(),
+            Plan::Freemium | Plan::Premium => Vec::new(),
         };
         tokens.push(gate.mint(false, &chosen).await);
     }
@@ -122,14 +128,14 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
     for repo in LATER {
         gate.add_repo(repo).await;
     }
-    if s.enterprise {
-        let default = DefaultRole::new(s.default).unwrap();
-        gate.running
-            .gateway
-            .registry
-            .set_default_role(default)
-            .unwrap();
-    }
+    // Set on every plan (a default role set through the admin API outlives
+    // a switch of plan): user tokens must not take it up.
+    let default = DefaultRole::new(s.default).unwrap();
+    gate.running
+        .gateway
+        .registry
+        .set_default_role(default)
+        .unwrap();
 
     let repos: Vec<&str> = EARLY
         .iter()
@@ -145,8 +151,8 @@ async fn run(s: Scenario) -> Result<(), TestCaseError> {
         let reply = send(method, &gate.url(&path), &[("authorization", &auth)], "").await;
         let allowed = expected(&s, token, repo, action);
         let what = format!(
-            "token {token} {action} on {}: {}",
-            repos[repo], reply.status
+            "{:?} plan, token {token} {action} on {}: {}",
+            s.plan, repos[repo], reply.status
         );
         prop_assert_eq!(reply.status.is_success(), allowed, "{}", what);
         prop_assert_eq!(up.count() - before, usize::from(allowed), "{}", what);
@@ -164,8 +170,12 @@ fn the_proxy_decides_random_requests_exactly_as_the_role_table_says() {
         .enable_all()
         .build()
         .unwrap();
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(24));
-    runner
-        .run(&scenario(), |s| runtime.block_on(run(s)))
-        .unwrap_or_else(|e| panic!("{e}"));
+    // Every plan gets its own cases, so none is left out by chance.
+    for plan in [Plan::Freemium, Plan::Premium, Plan::Enterprise] {
+        let config = ProptestConfig::with_cases(CASES_PER_PLAN);
+        let mut runner = proptest::test_runner::TestRunner::new(config);
+        runner
+            .run(&scenario(plan), |s| runtime.block_on(run(s)))
+            .unwrap_or_else(|e| panic!("{plan:?} plan: {e}"));
+    }
 }

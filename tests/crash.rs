@@ -193,6 +193,52 @@ async fn check(gate: &Gateway, promises: &Promises) -> (usize, usize) {
     (working, refused)
 }
 
+/// Whether `needle` occurs anywhere in `haystack` (std's substring search:
+/// a byte-window scan of every token over a megabyte is minutes unoptimised).
+fn holds(haystack: &str, needle: &str) -> bool {
+    haystack.contains(needle)
+}
+
+/// The backup holds every minted token's record (its id, once each line's
+/// base64 is decoded) and no token secret: neither the whole token nor its
+/// 32 secret characters, in the file's bytes or in any decoded key or value.
+fn assert_no_secret_in_backup(file: &Path, promises: &Promises) {
+    use base64::Engine as _;
+    let bytes = std::fs::read(file).unwrap();
+    let text = std::str::from_utf8(&bytes).expect("a backup is JSON lines");
+    let mut decoded = Vec::new();
+    for line in text.lines().skip(1) {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        for field in ["key", "value"] {
+            let b64 = record[field]
+                .as_str()
+                .expect("key and value are base64 text");
+            decoded.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            );
+            decoded.push(b'\n');
+        }
+    }
+    // Tokens and ids are ASCII, so a lossy view of the decoded bytes finds them.
+    let decoded = String::from_utf8_lossy(&decoded);
+    assert!(!promises.minted.is_empty());
+    for (id, token) in &promises.minted {
+        assert!(holds(&decoded, id), "the backup lacks token {id}");
+        for (what, secret) in [("token", token.as_str()), ("secret part", &token[16..48])] {
+            assert!(
+                !holds(text, secret),
+                "the {what} of {id} is in the backup file"
+            );
+            assert!(
+                !holds(&decoded, secret),
+                "the {what} of {id} is in a decoded backup record"
+            );
+        }
+    }
+}
+
 /// Runs `repogate SUBCOMMAND --config CONFIG FLAG FILE` to completion.
 fn cli(subcommand: &str, config: &Path, flag: &str, file: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_repogate"))
@@ -276,6 +322,7 @@ async fn sigkill_loses_no_token_and_no_revocation_and_backup_restore_keeps_them(
         "{}",
         String::from_utf8_lossy(&backup.stderr)
     );
+    assert_no_secret_in_backup(&file, &promises);
 
     // Restore into a fresh store and serve from it: the same promises hold.
     let (proxy2, admin2) = (free_port(), free_port());

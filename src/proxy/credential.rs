@@ -8,8 +8,8 @@
 use base64::Engine as _;
 use http::header::{HeaderMap, AUTHORIZATION};
 
-/// What the request carried.
-#[derive(Debug, PartialEq, Eq)]
+/// What the request carried. Its `Debug` never shows the token.
+#[derive(PartialEq, Eq)]
 pub enum Credential {
     /// No credential at all.
     Missing,
@@ -17,6 +17,16 @@ pub enum Credential {
     Token(String),
     /// A credential that is not a repogate token, e.g. a GitLab PAT.
     Foreign,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Credential::Missing => "Missing",
+            Credential::Token(_) => "Token(<redacted>)",
+            Credential::Foreign => "Foreign",
+        })
+    }
 }
 
 /// Extracts the credential from request headers.

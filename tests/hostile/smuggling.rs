@@ -103,3 +103,43 @@ async fn content_length_with_transfer_encoding_never_lets_a_smuggled_request_thr
     }
     h.normal_client_is_served().await;
 }
+
+/// hyper reads two equal `Content-Length` values as one (RFC 9110 §8.6
+/// allows it), so the head frames exactly five body bytes. What follows them
+/// is a request of its own, which the gateway decides itself: here one for a
+/// repository the token may not touch, which a framing slip would carry to
+/// the upstream inside the first request's body or on its connection.
+#[tokio::test]
+async fn two_identical_content_lengths_frame_five_bytes_and_nothing_behind_them_reaches_the_upstream(
+) {
+    let h = Hostile::start().await;
+    let token = &h.token;
+    let behind = format!(
+        "GET /api/v4/projects/acme%2Fgadgets/issues?smuggled=1 HTTP/1.1\r\nHost: gate\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    let request = format!(
+        "POST {UPLOAD} HTTP/1.1\r\nHost: gate\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 5\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{behind}"
+    );
+    let reply = raw(h.addr(), request.as_bytes(), Duration::from_secs(3)).await;
+
+    // The upstream got one request, framed once, with the five bytes only.
+    let seen = h.up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].method, http::Method::POST);
+    assert_eq!(seen[0].target, UPLOAD);
+    assert_eq!(seen[0].body_len, 5, "{seen:#?}");
+    let lengths: Vec<_> = seen[0].headers.get_all("content-length").iter().collect();
+    assert_eq!(lengths, ["5"], "{seen:#?}");
+
+    // The client got the upstream's 200, then the gateway's own 403 for the
+    // bytes behind the body, and the idle connection was closed.
+    assert_eq!(reply.status(), Some(200), "{reply:?}");
+    assert_eq!(reply.responses(), 2, "{reply:?}");
+    let second = &reply.text[reply.text.rfind("HTTP/1.1 ").unwrap()..];
+    assert!(second.starts_with("HTTP/1.1 403 "), "{reply:?}");
+    assert!(second.contains("\"repo\":\"acme/gadgets\""), "{reply:?}");
+    assert!(reply.closed, "{reply:?}");
+    h.normal_client_is_served().await;
+}

@@ -1,12 +1,22 @@
 //! The flows that handle a credential, each recording its replies and the
 //! secrets it saw.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
 use http::Method;
 use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 
 use crate::common::*;
-use crate::ledger::{b64, with_wrong_secret, Journal, Secrets};
+use crate::ledger::{b64, digest, with_wrong_secret, Journal, Secrets};
 use crate::{GADGET_ISSUES, ISSUES, UPSTREAM_SECRET};
+
+/// The credential repogate injects towards the upstream that is down.
+pub(crate) const DOWN_SECRET: &str = "down-upstream-credential-502";
+/// The credential repogate injects towards the upstream that never answers.
+pub(crate) const SILENT_SECRET: &str = "silent-upstream-credential-504";
 
 /// A gateway with the admin user, a journal of replies and the secrets seen.
 pub(crate) struct World {
@@ -17,6 +27,62 @@ pub(crate) struct World {
     pub(crate) session: String,
     /// The id of the token the 403s were sent with.
     pub(crate) denied_id: String,
+    pub(crate) faulty: Faulty,
+}
+
+/// Two upstreams that fail, each with a credential header of its own: `down`
+/// on a port nothing listens on (502) and `silent`, which accepts and reads
+/// but never answers (504 after its 300 ms `timeout`).
+pub(crate) struct Faulty {
+    closed_port: u16,
+    silent: SocketAddr,
+    /// Every byte the silent upstream read.
+    silent_read: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Faulty {
+    pub(crate) async fn start() -> Faulty {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent = listener.local_addr().unwrap();
+        let silent_read = Arc::new(Mutex::new(Vec::new()));
+        let read = Arc::clone(&silent_read);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let read = Arc::clone(&read);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    // Reads until the gateway gives up and closes; never writes.
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        read.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                });
+            }
+        });
+        Faulty {
+            closed_port: free_port(),
+            silent,
+            silent_read,
+        }
+    }
+
+    /// Their `[[upstreams]]` and a gitlab route under `/down/` and `/silent/`.
+    pub(crate) fn config(&self) -> String {
+        let route = |name: &str| {
+            format!(
+                "[[routes]]\nprefix = \"/{name}/\"\nupstream = \"{name}\"\npreset = \"gitlab\"\nstrip_prefix = true\n"
+            )
+        };
+        format!(
+            "[[upstreams]]\nname = \"down\"\nurl = \"http://127.0.0.1:{}\"\n\
+             headers = {{ \"PRIVATE-TOKEN\" = \"{DOWN_SECRET}\" }}\nconnect_timeout = \"1s\"\n\
+             [[upstreams]]\nname = \"silent\"\nurl = \"http://{}\"\n\
+             headers = {{ \"Authorization\" = \"Bearer {SILENT_SECRET}\" }}\ntimeout = \"300ms\"\n{}{}",
+            self.closed_port,
+            self.silent,
+            route("down"),
+            route("silent"),
+        )
+    }
 }
 
 impl World {
@@ -45,8 +111,21 @@ impl World {
         self.journal.bodies.last_mut().unwrap().0 = label.clone();
         let view = reply.json();
         let token = view["token"].as_str().unwrap().to_owned();
+        let id = view["id"].as_str().unwrap().to_owned();
+        // The ledger's digest is the one the store holds.
+        let parsed = repogate::token::TokenId::parse(&id).unwrap();
+        let store = self.gate.running.gateway.tokens.store();
+        let stored = store
+            .token(&parsed)
+            .unwrap()
+            .expect("a minted token is stored");
+        assert_eq!(
+            stored.digest,
+            digest(&token),
+            "{what}: not SHA-256 of the whole token"
+        );
         self.secrets.add_token(&token, what, Some(&label));
-        (token, view["id"].as_str().unwrap().to_owned())
+        (token, id)
     }
 
     pub(crate) async fn proxy(
@@ -188,6 +267,45 @@ pub(crate) async fn proxy_flows(world: &mut World) {
         .admin(Method::GET, &format!("/admin/v1/tokens/{ci_id}"), "")
         .await;
     assert_eq!(one.status, 200);
+}
+
+/// A 502 and a 504, each from an upstream whose own credential went with
+/// the request: neither that credential nor the token may show in the
+/// replies or in the warnings and access lines they cause.
+pub(crate) async fn upstream_fault_flows(world: &mut World) {
+    world
+        .secrets
+        .add(DOWN_SECRET, "the down upstream's credential", None);
+    world
+        .secrets
+        .add(SILENT_SECRET, "the silent upstream's credential", None);
+    let grants = json!({ "description": "faults", "grants": { "acme/widgets": "developer" } });
+    let (token, _) = world.mint("fault token", grants).await;
+
+    let auth = format!("Bearer {token}");
+    let down = format!("/down{ISSUES}");
+    let reply = world
+        .proxy("to a closed port", &down, &[("authorization", &auth)])
+        .await;
+    assert_eq!(reply.status, 502, "{:?}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream_unavailable");
+
+    let silent = format!("/silent{ISSUES}");
+    let reply = world
+        .proxy(
+            "to a silent upstream",
+            &silent,
+            &[("private-token", &token)],
+        )
+        .await;
+    assert_eq!(reply.status, 504, "{:?}", reply.body);
+    assert_eq!(reply.json()["error"], "upstream_timeout");
+
+    // The silent upstream was sent its own credential, and not the token.
+    let read = world.faulty.silent_read.lock().unwrap().clone();
+    let read = String::from_utf8_lossy(&read);
+    assert!(read.contains(&format!("Bearer {SILENT_SECRET}")), "{read}");
+    assert!(!read.contains(&token[16..48]), "{read}");
 }
 
 /// A failed reload whose broken line holds the upstream credential, then a good one.

@@ -39,8 +39,9 @@ impl Secrets {
         ));
     }
 
-    /// A minted token: the whole string, its secret part, and each way a
-    /// client encodes it in Basic credentials.
+    /// A minted token: the whole string, its secret part, each way a client
+    /// encodes it in Basic credentials, and the SHA-256 digest the store
+    /// keeps of it in each form it could be printed.
     pub(crate) fn add_token(&mut self, token: &str, what: &str, shown_by: Option<&str>) {
         self.add(token, what, shown_by);
         self.add(&token[16..48], &format!("secret part of {what}"), shown_by);
@@ -50,7 +51,38 @@ impl Secrets {
         for pair in [format!("git:{token}"), format!("{token}:")] {
             self.add(&b64(&pair), &format!("Basic credentials of {what}"), None);
         }
+        for (form, how) in digest_forms(&digest(token)) {
+            self.add(&form, &format!("stored digest of {what} ({how})"), None);
+        }
     }
+}
+
+/// SHA-256 of the whole token (all 54 characters), as `src/token.rs` computes
+/// what the store keeps; worked out here with `sha2` directly.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// Each way a log line or a body could print a digest.
+pub(crate) fn digest_forms(digest: &[u8; 32]) -> Vec<(String, &'static str)> {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let numbers: Vec<String> = digest.iter().map(u8::to_string).collect();
+    vec![
+        (hex.to_uppercase(), "upper-case hex"),
+        (hex, "hex"),
+        (
+            base64::engine::general_purpose::STANDARD.encode(digest),
+            "base64",
+        ),
+        (
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest),
+            "base64url",
+        ),
+        // `{:?}` of the array, and the JSON the store writes.
+        (numbers.join(", "), "Debug bytes"),
+        (numbers.join(","), "JSON bytes"),
+    ]
 }
 
 pub(crate) fn b64(text: &str) -> String {
