@@ -23,7 +23,24 @@ const CHECKED_LEN: usize = TOKEN_LEN - 6;
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The SHA-256 digest of a whole token, the only form in which it is stored.
-pub type Digest = [u8; 32];
+/// Stored as its 32 bytes; its `Debug` shows none of them, so no panic or
+/// log of a record can reveal it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// The digest's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digest(<redacted>)")
+    }
+}
 
 /// Why a presented credential is not a well-formed token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -163,12 +180,12 @@ pub fn parse(token: &str) -> Result<TokenId, FormatError> {
 
 /// SHA-256 of the whole token text.
 pub fn digest(token: &str) -> Digest {
-    Sha256::digest(token.as_bytes()).into()
+    Digest(Sha256::digest(token.as_bytes()).into())
 }
 
 /// Compares a presented token against a stored digest in constant time.
 pub fn verify(stored: &Digest, presented: &str) -> bool {
-    digest(presented).ct_eq(stored).into()
+    digest(presented).0.ct_eq(&stored.0).into()
 }
 
 /// `n` uniformly random base62 chars from the OS random source (also used

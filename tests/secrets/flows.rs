@@ -120,8 +120,8 @@ impl World {
             .unwrap()
             .expect("a minted token is stored");
         assert_eq!(
-            stored.digest,
-            digest(&token),
+            stored.digest.as_bytes(),
+            &digest(&token),
             "{what}: not SHA-256 of the whole token"
         );
         self.secrets.add_token(&token, what, Some(&label));
