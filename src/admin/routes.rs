@@ -65,8 +65,22 @@ fn no_content() -> Response<Full<Bytes>> {
     response
 }
 
-fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AdminError> {
-    Ok(serde_json::from_slice(bytes)?)
+/// A token id from a path segment, percent-decoded like a repository name.
+/// A malformed one is not repeated back: it may be a whole token pasted by
+/// mistake.
+fn token_id(segment: &str) -> Result<TokenId, AdminError> {
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+    TokenId::parse(&decoded).ok_or_else(|| AdminError::NotFound("token (malformed id)".into()))
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)?;
+    if !value.is_object() {
+        return Err(AdminError::BadJson(
+            <serde_json::Error as serde::de::Error>::custom("the body must be a JSON object"),
+        ));
+    }
+    Ok(serde_json::from_value(value)?)
 }
 
 /// A verifiable hash of nothing in particular, checked when the user name is
@@ -297,8 +311,7 @@ impl Admin {
     }
 
     fn get_token(&self, id: &str) -> Reply {
-        let id = TokenId::parse(id)
-            .ok_or_else(|| AdminError::NotFound(format!("token {}", id.escape_debug())))?;
+        let id = token_id(id)?;
         let stored = self
             .gateway
             .tokens
@@ -314,8 +327,7 @@ impl Admin {
     }
 
     async fn revoke_token(&self, id: &str, caller: &Caller) -> Reply {
-        let id = TokenId::parse(id)
-            .ok_or_else(|| AdminError::NotFound(format!("token {}", id.escape_debug())))?;
+        let id = token_id(id)?;
         let revoked = self.gateway.tokens.revoke(&id, crate::now_ms()).await?;
         if revoked.is_none() {
             return Err(AdminError::NotFound(format!("token {id}")));

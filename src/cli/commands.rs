@@ -8,6 +8,13 @@ use serde_json::{json, Map, Value};
 
 use super::client::{parse, print_table, text, ClientError, Session, Target};
 
+/// Path-segment escaping that leaves RFC 3986's unreserved characters (`_` in token ids) alone.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// `repogate token …`
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -200,7 +207,7 @@ async fn run_token(
         TokenCommand::Revoke { id } => {
             let path = format!(
                 "/admin/v1/tokens/{}",
-                percent_encoding::utf8_percent_encode(&id, percent_encoding::NON_ALPHANUMERIC)
+                percent_encoding::utf8_percent_encode(&id, SEGMENT)
             );
             session.call(Method::DELETE, &path, None).await?;
             if target.json {
@@ -298,7 +305,7 @@ async fn run_repo(
         RepoCommand::Remove { name } => {
             let path = format!(
                 "/admin/v1/repos/{}",
-                percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC)
+                percent_encoding::utf8_percent_encode(&name, SEGMENT)
             );
             session.call(Method::DELETE, &path, None).await?;
             if target.json {

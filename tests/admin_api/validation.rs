@@ -2,9 +2,23 @@
 //! body and changes nothing.
 
 use http::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::{assert_error, Admin, PREMIUM};
+use crate::common::send;
+use crate::{assert_error, login, Admin, PREMIUM};
+
+/// The account table of a freemium plan.
+const FREEMIUM: &str = "[account]\nplan = \"freemium\"\n";
+
+/// The audit trail's entries, newest first.
+async fn audit(admin: &Admin) -> Vec<Value> {
+    let reply = admin.get("/admin/v1/audit").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    reply.json()["entries"]
+        .as_array()
+        .expect("an entries array")
+        .clone()
+}
 
 #[tokio::test]
 async fn a_malformed_mint_request_is_400_and_mints_nothing() {
@@ -100,6 +114,138 @@ async fn grants_on_a_premium_plan_are_400_and_mint_nothing() {
     let message = assert_error(&reply, 400, "bad_request");
     assert!(message.contains("premium"), "{message}");
     assert_eq!(admin.token_count().await, 0);
+}
+
+#[tokio::test]
+async fn grants_on_a_freemium_plan_are_400_and_mint_nothing() {
+    let admin = Admin::start(FREEMIUM).await;
+    admin.add_repo("acme/widgets").await;
+
+    let reply = admin
+        .post(
+            "/admin/v1/tokens",
+            &json!({"description": "ci", "grants": {"acme/widgets": "viewer"}}),
+        )
+        .await;
+    let message = assert_error(&reply, 400, "bad_request");
+    assert!(message.contains("freemium"), "{message}");
+    assert!(reply.json().get("token").is_none());
+    assert_eq!(admin.token_count().await, 0);
+
+    // The same request without grants mints a user token on this plan.
+    let minted = admin.mint(json!({"description": "ci"})).await;
+    assert_eq!(minted.view["kind"], "user");
+    assert_eq!(admin.token_count().await, 1);
+}
+
+#[tokio::test]
+async fn a_malformed_repository_registration_is_400_and_registers_nothing() {
+    let admin = Admin::start("").await;
+    let audit_before = audit(&admin).await;
+    let cases = [
+        ("truncated", "{\"name\": \"acme/widgets\","),
+        ("empty body", ""),
+        ("not an object", "\"acme/widgets\""),
+        ("no name", "{\"aliases\": [\"42\"]}"),
+        ("name not a string", "{\"name\": 42}"),
+        (
+            "aliases not a list",
+            "{\"name\": \"acme/widgets\", \"aliases\": \"42\"}",
+        ),
+        (
+            "unknown field",
+            "{\"name\": \"acme/widgets\", \"alias\": \"42\"}",
+        ),
+    ];
+
+    for (case, body) in cases {
+        let reply = admin.call(Method::POST, "/admin/v1/repos", body).await;
+        assert_eq!(reply.status, 400, "{case}: {:?}", reply.body);
+        assert_error(&reply, 400, "bad_json");
+    }
+    let listed = admin.get("/admin/v1/repos").await.json();
+    assert_eq!(listed["count"], 0, "{listed}");
+    assert_eq!(
+        audit(&admin).await,
+        audit_before,
+        "no admin action recorded"
+    );
+
+    // Nothing was half-registered: the well-formed request still registers it.
+    admin.register_widgets().await;
+}
+
+#[tokio::test]
+async fn a_malformed_login_is_400_opens_no_session_and_counts_no_failure() {
+    let admin = Admin::start("").await;
+    let audit_before = audit(&admin).await;
+    let url = admin.gate.admin_url("/admin/v1/login");
+    let cases = [
+        ("truncated", "{\"user\": \"admin\","),
+        ("empty body", ""),
+        ("not an object", "\"admin:pw\""),
+        ("no password", "{\"user\": \"admin\"}"),
+        ("no user", "{\"password\": \"pw\"}"),
+        (
+            "password not a string",
+            "{\"user\": \"admin\", \"password\": 1234}",
+        ),
+        (
+            "unknown field beside the right password",
+            "{\"user\": \"admin\", \"password\": \"pw\", \"otp\": \"123456\"}",
+        ),
+    ];
+
+    for (case, body) in cases {
+        let reply = send(
+            Method::POST,
+            &url,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, 400, "{case}: {:?}", reply.body);
+        assert_error(&reply, 400, "bad_json");
+        assert!(reply.json().get("session").is_none(), "{case}");
+        assert!(
+            reply.headers.get("retry-after").is_none(),
+            "{case}: a malformed body is not a failed login"
+        );
+    }
+    let failures = admin.gate.running.gateway.metrics.login_failures.get();
+    assert_eq!(failures, 0, "no failed login counted");
+    assert_eq!(audit(&admin).await, audit_before, "no login recorded");
+
+    // No back-off was started: the right password gets in at once.
+    let reply = login(&admin.gate, "admin", "pw").await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+}
+
+#[tokio::test]
+async fn a_json_array_in_place_of_an_object_body_is_400_and_changes_nothing() {
+    let admin = Admin::start("").await;
+    let cases = [
+        ("/admin/v1/repos", Method::POST, "[\"acme/widgets\"]"),
+        ("/admin/v1/tokens", Method::POST, "[\"ci\"]"),
+        ("/admin/v1/settings", Method::PUT, "[\"viewer\"]"),
+    ];
+    for (path, method, body) in cases {
+        let reply = admin.call(method, path, body).await;
+        assert_eq!(reply.status, 400, "{path} {body}: {:?}", reply.body);
+        assert_error(&reply, 400, "bad_json");
+    }
+    let url = admin.gate.admin_url("/admin/v1/login");
+    let headers = [("content-type", "application/json")];
+    let reply = send(Method::POST, &url, &headers, "[\"admin\", \"pw\"]").await;
+    assert_eq!(reply.status, 400, "login: {:?}", reply.body);
+    assert_error(&reply, 400, "bad_json");
+
+    assert_eq!(admin.get("/admin/v1/repos").await.json()["count"], 0);
+    assert_eq!(admin.token_count().await, 0);
+    assert_eq!(
+        admin.get("/admin/v1/settings").await.json()["default_role"],
+        "no_access"
+    );
 }
 
 #[tokio::test]
