@@ -1,5 +1,6 @@
 //! Logging setup: a tracing subscriber whose filter can be swapped on reload.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -49,7 +50,13 @@ pub fn init(log: &Log) {
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match log.format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    // Colour codes only for a person at a terminal, not in files or journald.
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

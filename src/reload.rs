@@ -126,14 +126,41 @@ fn build(
 }
 
 fn warn_about_restart_only_keys(old: &Config, new: &Config) {
+    let (os, ns) = (&old.server, &new.server);
+    let (oc, nc) = (&old.cache, &new.cache);
     let changed = [
-        ("server.listen", old.server.listen != new.server.listen),
-        ("admin.listen", old.admin.listen != new.admin.listen),
+        ("server.listen", os.listen != ns.listen),
+        ("server.workers", os.workers != ns.workers),
         (
             "server.max_connections",
-            old.server.max_connections != new.server.max_connections,
+            os.max_connections != ns.max_connections,
+        ),
+        (
+            "server.header_read_timeout",
+            os.header_read_timeout != ns.header_read_timeout,
+        ),
+        (
+            "server.max_header_bytes",
+            os.max_header_bytes != ns.max_header_bytes,
+        ),
+        ("server.max_headers", os.max_headers != ns.max_headers),
+        ("server.idle_timeout", os.idle_timeout != ns.idle_timeout),
+        (
+            "server.shutdown_grace",
+            os.shutdown_grace != ns.shutdown_grace,
+        ),
+        ("admin.listen", old.admin.listen != new.admin.listen),
+        (
+            "admin.login_concurrency",
+            old.admin.login_concurrency != new.admin.login_concurrency,
         ),
         ("store.path", old.store.path != new.store.path),
+        ("cache.ttl", oc.ttl != nc.ttl),
+        ("cache.max_entries", oc.max_entries != nc.max_entries),
+        (
+            "cache.last_used_flush",
+            oc.last_used_flush != nc.last_used_flush,
+        ),
         ("log.format", old.log.format != new.log.format),
     ];
     for (key, _) in changed.iter().filter(|(_, differs)| *differs) {

@@ -48,7 +48,17 @@ fn http_builder(server: &config::Server) -> auto::Builder<TokioExecutor> {
 /// SO_REUSEPORT, so the kernel spreads new connections across the workers'
 /// own event loops. With port 0 the first socket picks the port and the
 /// others join it.
+///
+/// SO_REUSEPORT would also let a second gateway (same user, same address)
+/// join the group and silently take half the connections, so a fixed port
+/// is first bound once without it: if anything holds the port, that fails
+/// with "address in use" as a plain bind would.
 pub fn bind(addr: SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())?;
+    }
     let mut addr = addr;
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {

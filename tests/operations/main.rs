@@ -1,15 +1,21 @@
 //! Operations: the config file reloaded while traffic flows (by the file
 //! watcher, as an operator's editor triggers it, and by a direct call where a
 //! test needs a deterministic moment), a renewed TLS certificate, the metrics
-//! scrape, and the readiness and status endpoints an orchestrator polls.
+//! scrape, and the readiness and status endpoints an orchestrator polls; and
+//! the real binary as a child process for SIGHUP, its log lines and its
+//! start-up order.
 
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../common/tls.rs"]
 mod tls;
 
+mod health;
 mod load;
+mod logs;
+mod process;
 mod reload;
+mod signals;
 mod tls_renewal;
 
 use std::path::PathBuf;
