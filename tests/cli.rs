@@ -612,6 +612,10 @@ async fn an_unreachable_admin_api_exits_non_zero_naming_the_url() {
     let message = run.failed();
     let expected = format!("error: cannot reach the admin API at {url}/admin/v1/login: ");
     assert!(message.starts_with(&expected), "{message}");
+    assert!(
+        message.contains("Connection refused"),
+        "the cause: {message}"
+    );
 }
 
 #[tokio::test]

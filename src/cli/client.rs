@@ -33,7 +33,7 @@ pub struct Target {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The admin API could not be reached.
-    #[error("cannot reach the admin API at {url}: {source}")]
+    #[error("cannot reach the admin API at {url}: {}", causes(source))]
     Connect {
         /// The URL tried.
         url: String,
@@ -51,6 +51,19 @@ pub enum ClientError {
     /// Bad input on the command line or from the prompt.
     #[error("{0}")]
     Input(String),
+}
+
+/// An error and its causes, `: `-separated (hyper-util's own message is
+/// only "client error (Connect)"; the cause says "connection refused").
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 /// A logged-in admin API session.
