@@ -256,3 +256,63 @@ fn an_upstream_url_with_credentials_is_refused_without_repeating_them() {
     assert!(!out.stderr.contains("hunter2-secret"), "{}", out.stderr);
     assert!(!out.stdout.contains("hunter2-secret"), "{}", out.stdout);
 }
+
+/// Runs `repogate hash-password` with `input` piped to its stdin.
+fn hash_password(input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_repogate"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn hash_password_prints_one_argon2id_hash_that_verifies_only_the_piped_password() {
+    let out = hash_password("pw\n");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout: {stdout:?}");
+    assert!(stdout.ends_with('\n'), "{stdout:?}");
+    let phc = lines[0];
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+    repogate::password::check_phc(phc).unwrap();
+    assert!(
+        repogate::password::verify(phc, "pw").unwrap(),
+        "the piped password, without its newline, verifies"
+    );
+    assert!(!repogate::password::verify(phc, "px").unwrap());
+    assert!(
+        !repogate::password::verify(phc, "pw\n").unwrap(),
+        "the newline is not part of the password"
+    );
+}
+
+#[test]
+fn hash_password_refuses_an_empty_password_with_a_clear_message() {
+    for input in ["", "\n", "\r\n"] {
+        let out = hash_password(input);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{input:?} was accepted: {stdout}");
+        assert!(stdout.is_empty(), "{input:?}: no hash is printed: {stdout}");
+        assert!(
+            stderr.contains("empty password"),
+            "{input:?}: stderr: {stderr}"
+        );
+    }
+}

@@ -25,7 +25,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::access::{self, Action, Target, Validity};
-use crate::cache::TokenCache;
+use crate::cache::{ResolveError, TokenCache};
 use crate::config::Config;
 use crate::metrics::{Decision, Label, Metrics, RequestLabels};
 use crate::registry::Registry;
@@ -300,7 +300,16 @@ impl Gateway {
             Credential::Token(t) => t,
         };
         let now = crate::now_ms();
-        let cached = self.tokens.resolve(&presented)?;
+        let cached = match self.tokens.resolve(&presented) {
+            Ok(cached) => cached,
+            Err(err) => {
+                // The denial is logged with the repository the request named.
+                if let RepoSource::Name(name) = repo_ref {
+                    trail.repo = Some(name);
+                }
+                return Err(err.into());
+            }
+        };
         self.metrics.tokens_resolved.inc();
         trail.token = Some(cached.record.id);
 
@@ -380,6 +389,17 @@ fn log_failure(err: &ProxyError, conn: &Connection, trail: &Trail) {
             status = status.as_u16(),
             "request denied"
         ),
+        ProxyError::Token(ResolveError::Unknown(id) | ResolveError::WrongSecret(id)) => {
+            tracing::info!(
+                token.id = %id,
+                repo = trail.repo.as_deref().unwrap_or("-"),
+                action,
+                reason = %err,
+                client.ip = %conn.peer.ip(),
+                status = status.as_u16(),
+                "request denied"
+            )
+        }
         // git asks once without credentials before every operation: routine, not a denial.
         ProxyError::MissingToken => {
             tracing::debug!(client.ip = %conn.peer.ip(), status = status.as_u16(), "no token; challenged")

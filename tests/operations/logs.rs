@@ -212,3 +212,274 @@ async fn text_log_lines_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         log.lines().next()
     );
 }
+
+/// The two messages a refused request is logged under at info: `request
+/// denied` (a token that resolved, refused by its validity or the role
+/// table) and `request refused` (everything else that is not an upstream
+/// failure or a missing token).
+const FAILURE_MESSAGES: [&str; 2] = ["request denied", "request refused"];
+
+fn is_failure_event(line: &Value) -> bool {
+    FAILURE_MESSAGES.iter().any(|m| line["message"] == *m)
+}
+
+/// A token that passes the format check (its checksum is right) but was
+/// never minted here.
+fn unknown_token() -> (String, String) {
+    let minted = repogate::token::generate().unwrap();
+    (
+        minted.id.as_str().to_owned(),
+        minted.secret.expose().to_owned(),
+    )
+}
+
+/// Revokes `id` through the admin API.
+async fn revoke(gate: &Process, session: &str, id: &str) {
+    let auth = format!("Bearer {session}");
+    let url = gate.admin_url(&format!("/admin/v1/tokens/{id}"));
+    let reply = send(Method::DELETE, &url, &[("authorization", &auth)], "").await;
+    assert_eq!(reply.status, 204, "revoke: {:?}", reply.body);
+}
+
+/// A request on GitLab's project API, refused by the role table for a viewer
+/// on acme/widgets: (method, path, repo, action, role held).
+const FORBIDDEN: [(Method, &str, &str, &str, &str); 4] = [
+    (
+        Method::GET,
+        GADGET_ISSUES,
+        "acme/gadgets",
+        "read",
+        "no_access",
+    ),
+    (
+        Method::POST,
+        "/api/v4/projects/acme%2Fwidgets/merge_requests",
+        "acme/widgets",
+        "write",
+        "viewer",
+    ),
+    (
+        Method::DELETE,
+        "/api/v4/projects/acme%2Fwidgets",
+        "acme/widgets",
+        "maintain",
+        "viewer",
+    ),
+    (
+        Method::GET,
+        "/api/v4/projects/acme%2Fwidgets/hooks/7",
+        "acme/widgets",
+        "integrate",
+        "viewer",
+    ),
+];
+
+#[tokio::test]
+async fn every_denied_request_logs_one_info_event_with_its_token_id_repo_action_and_reason_and_no_secret(
+) {
+    let up = upstream().await;
+    let rest = format!(
+        "[log]\nformat = \"json\"\n{}{}{REPOS}",
+        admin_user(),
+        upstream_route(&up, GITLAB)
+    );
+    let gate = Process::start(&rest).await;
+    let session = gate.login().await;
+    let (id, token) = gate.mint(&session).await;
+    let (revoked_id, revoked) = gate.mint(&session).await;
+    // Allowed before the revoke, so the revoke has a cached entry to invalidate.
+    assert_eq!(get(&gate.url(ISSUES), &revoked).await.status, 200);
+    revoke(&gate, &session, &revoked_id).await;
+    let unknown: Vec<(String, String)> = (0..3).map(|_| unknown_token()).collect();
+    // A well-formed token with one checksum character changed.
+    let mut malformed = unknown_token().1;
+    let last = if malformed.ends_with('0') { '1' } else { '0' };
+    malformed.pop();
+    malformed.push(last);
+    let before = gate
+        .json_lines()
+        .into_iter()
+        .filter(is_failure_event)
+        .count();
+    assert_eq!(before, 0, "nothing was refused yet:\n{}", gate.log());
+
+    let auth = format!("Bearer {token}");
+    for (method, path, ..) in &FORBIDDEN {
+        let reply = send(
+            method.clone(),
+            &gate.url(path),
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, 403, "{method} {path}: {:?}", reply.body);
+    }
+    for (_, secret) in &unknown {
+        let reply = get(&gate.url(ISSUES), secret).await;
+        assert_eq!(reply.status, 401, "unknown token: {:?}", reply.body);
+    }
+    let reply = get(&gate.url(ISSUES), &malformed).await;
+    assert_eq!(reply.status, 401, "malformed token: {:?}", reply.body);
+    let reply = get(&gate.url(ISSUES), &revoked).await;
+    assert_eq!(reply.status, 401, "revoked token: {:?}", reply.body);
+    let reply = send(Method::GET, &gate.url(ISSUES), &[], "").await;
+    assert_eq!(reply.status, 401, "no token: {:?}", reply.body);
+
+    // One event per denied request; none for the request without a token.
+    let expected = FORBIDDEN.len() + unknown.len() + 1 + 1;
+    let events = gate
+        .wait_for_lines("for denied requests", expected, is_failure_event)
+        .await;
+    assert_eq!(
+        events.len(),
+        expected,
+        "one event per denied request, none for a missing token: {events:#?}"
+    );
+    for event in &events {
+        assert_eq!(event["level"], "INFO", "{event}");
+        assert_eq!(event["client.ip"], "127.0.0.1", "{event}");
+    }
+
+    // Requests went one after another, so their events are in that order.
+    let (forbidden, rest) = events.split_at(FORBIDDEN.len());
+    for ((method, path, repo, action, role), event) in FORBIDDEN.iter().zip(forbidden) {
+        let context = format!("{method} {path}: {event}");
+        assert_eq!(event["message"], "request denied", "{context}");
+        assert_eq!(event["status"], 403, "{context}");
+        assert_eq!(event["token.id"], id.as_str(), "{context}");
+        assert_eq!(event["repo"], *repo, "{context}");
+        assert_eq!(event["action"], *action, "{context}");
+        assert_eq!(
+            event["reason"],
+            format!("role {role} on {repo} does not allow {action}"),
+            "{context}"
+        );
+    }
+    let (unknown_events, rest) = rest.split_at(unknown.len());
+    for ((unknown_id, _), event) in unknown.iter().zip(unknown_events) {
+        assert_eq!(event["message"], "request denied", "{event}");
+        assert_eq!(event["status"], 401, "{event}");
+        assert_eq!(event["token.id"], unknown_id.as_str(), "{event}");
+        assert_eq!(
+            event["reason"],
+            format!("token {unknown_id} is not known"),
+            "the reason names the unknown id: {event}"
+        );
+    }
+    let [malformed_event, revoked_event] = rest else {
+        panic!("one event each for the malformed and revoked tokens: {rest:#?}");
+    };
+    assert_eq!(
+        malformed_event["message"], "request refused",
+        "{malformed_event}"
+    );
+    assert_eq!(malformed_event["status"], 401, "{malformed_event}");
+    assert_eq!(
+        malformed_event["code"], "malformed_token",
+        "{malformed_event}"
+    );
+    assert_eq!(
+        malformed_event["reason"], "token checksum does not match",
+        "{malformed_event}"
+    );
+    assert_eq!(
+        revoked_event["message"], "request denied",
+        "{revoked_event}"
+    );
+    assert_eq!(revoked_event["status"], 401, "{revoked_event}");
+    assert_eq!(
+        revoked_event["token.id"],
+        revoked_id.as_str(),
+        "{revoked_event}"
+    );
+    assert_eq!(revoked_event["repo"], "acme/widgets", "{revoked_event}");
+    assert_eq!(revoked_event["action"], "read", "{revoked_event}");
+    assert_eq!(
+        revoked_event["reason"], "token was revoked",
+        "{revoked_event}"
+    );
+
+    // The missing token is a debug event, below the default info level.
+    let lines = gate.json_lines();
+    assert!(
+        lines.iter().all(|l| l["message"] != "no token; challenged"),
+        "a request without a token is logged at debug only:\n{}",
+        gate.log()
+    );
+    assert!(
+        lines.iter().all(|l| l["level"] != "DEBUG"),
+        "the default level is info:\n{}",
+        gate.log()
+    );
+
+    let log = gate.log();
+    let secrets = [&token, &revoked, &malformed]
+        .into_iter()
+        .chain(unknown.iter().map(|(_, secret)| secret));
+    for secret in secrets {
+        assert!(
+            !log.contains(&secret[repogate::token::ID_LEN..]),
+            "a token's secret part is in the log:\n{log}"
+        );
+    }
+    assert!(!log.contains("real-upstream-secret"), "{log}");
+}
+
+#[tokio::test]
+async fn a_request_without_a_token_is_logged_at_debug_and_not_as_a_denial() {
+    let up = upstream().await;
+    let rest = format!(
+        "[log]\nformat = \"json\"\nlevel = \"repogate=debug\"\n{}",
+        upstream_route(&up, GITLAB)
+    );
+    let gate = Process::start(&rest).await;
+    let reply = send(Method::GET, &gate.url(ISSUES), &[], "").await;
+    assert_eq!(reply.status, 401, "{:?}", reply.body);
+
+    let challenged = gate
+        .wait_for_lines("for the missing token", 1, |l| {
+            l["message"] == "no token; challenged"
+        })
+        .await;
+    assert_eq!(challenged.len(), 1, "{challenged:#?}");
+    assert_eq!(challenged[0]["level"], "DEBUG", "{}", challenged[0]);
+    assert_eq!(challenged[0]["status"], 401, "{}", challenged[0]);
+    assert_eq!(challenged[0]["client.ip"], "127.0.0.1", "{}", challenged[0]);
+    let failures: Vec<Value> = gate
+        .json_lines()
+        .into_iter()
+        .filter(is_failure_event)
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "a missing token is not a denial: {failures:#?}"
+    );
+}
+
+/// DESIGN and README: every denial, a 401 for an unknown token included,
+/// names the token id, repo and action as fields.
+#[tokio::test]
+async fn a_denial_for_an_unknown_token_names_its_token_id_repo_and_action_as_fields() {
+    let up = upstream().await;
+    let rest = format!(
+        "[log]\nformat = \"json\"\n{}{REPOS}",
+        upstream_route(&up, GITLAB)
+    );
+    let gate = Process::start(&rest).await;
+    let (unknown_id, secret) = unknown_token();
+    let reply = get(&gate.url(ISSUES), &secret).await;
+    assert_eq!(reply.status, 401, "{:?}", reply.body);
+
+    let events = gate
+        .wait_for_lines("for the unknown token", 1, is_failure_event)
+        .await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let event = &events[0];
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert_eq!(event["status"], 401, "{event}");
+    assert_eq!(event["token.id"], unknown_id.as_str(), "{event}");
+    assert_eq!(event["repo"], "acme/widgets", "{event}");
+    assert_eq!(event["action"], "read", "{event}");
+    assert_eq!(event["client.ip"], "127.0.0.1", "{event}");
+    assert!(event["reason"].is_string(), "{event}");
+}
