@@ -61,21 +61,24 @@ fn resolve_and_decide(c: &mut Criterion) {
     c.bench_function("token parse", |b| {
         b.iter(|| token::parse(black_box(&secret)))
     });
-    c.bench_function("cache-hit resolve + decide", |b| {
+    // What the proxy does per request: resolve, decide, record the use.
+    c.bench_function("cache-hit resolve + decide + record use", |b| {
         b.iter(|| {
             let cached = cache.resolve(black_box(&secret)).expect("resolves");
             let validity = Validity {
                 revoked_at: cached.record.revoked_at,
                 expires_at: cached.record.expires_at,
             };
-            access::decide(
+            let decision = access::decide(
                 &cached.record.scope,
                 validity,
                 target,
                 Action::Write,
                 DefaultRole::NO_ACCESS,
                 1,
-            )
+            );
+            cache.record_use(&cached, repogate::now_ms());
+            decision
         })
     });
 }

@@ -2,7 +2,8 @@
 //! it prints into a shell, and get what each command's caption promises.
 //!
 //! The demo binds fixed ports (8080, 9090, 8089) and the commands need
-//! `curl`; when either is unavailable the test says so and passes.
+//! `curl`; when a port is taken or curl is missing the test fails and says
+//! which, rather than pass without showing anything (CI installs curl).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -57,9 +57,46 @@ async fn call(gate: &Gate, method: Method, path: &str, authorization: &str) -> R
     .await
 }
 
+/// Sends every case with `auth`: a 2xx that reached the upstream exactly
+/// when `allows` holds the case's action, else a 403 naming `repo` and the
+/// action that reached nothing. `who` labels failures.
+async fn assert_decisions(
+    gate: &Gate,
+    up: &TestUpstream,
+    (repo, cases): (&str, &[Case]),
+    auth: &str,
+    allows: impl Fn(Action) -> bool,
+    who: &str,
+) {
+    for (method, path, action) in cases {
+        let before = up.count();
+        let reply = call(gate, method.clone(), path, auth).await;
+        let reached = up.count() - before;
+        let what = format!("{who} {method} {path}");
+
+        if allows(*action) {
+            assert!(
+                reply.status.is_success(),
+                "{what}: {} {:?}",
+                reply.status,
+                reply.body
+            );
+            assert_eq!(reached, 1, "{what}: the upstream should see it once");
+            let seen = up.last();
+            assert_eq!((&seen.method, &seen.target), (method, path), "{what}");
+        } else {
+            assert_eq!(reply.status, 403, "{what}: {:?}", reply.body);
+            let body = reply.json();
+            assert_eq!(body["error"], "forbidden", "{what}");
+            assert_eq!(body["repo"], repo, "{what}");
+            assert_eq!(body["action"], action.as_str(), "{what}");
+            assert_eq!(reached, 0, "{what}: a denied request reached the upstream");
+        }
+    }
+}
+
 /// Mints one enterprise token per role on `repo` and sends every case with
-/// it: a 2xx that reached the upstream exactly when the table allows, else a
-/// 403 naming the repository and action that reached nothing.
+/// it: allowed exactly when the role table says so.
 async fn assert_role_table(
     gate: &Gate,
     up: &TestUpstream,
@@ -69,32 +106,76 @@ async fn assert_role_table(
 ) {
     for role in Role::ALL {
         let auth = auth(&gate.mint(false, &[(repo, role)]).await);
-        for (method, path, action) in cases {
-            let before = up.count();
-            let reply = call(gate, method.clone(), path, &auth).await;
-            let reached = up.count() - before;
-            let what = format!("{role} {method} {path}");
-
-            if table_allows(role, *action) {
-                assert!(
-                    reply.status.is_success(),
-                    "{what}: {} {:?}",
-                    reply.status,
-                    reply.body
-                );
-                assert_eq!(reached, 1, "{what}: the upstream should see it once");
-                let seen = up.last();
-                assert_eq!((&seen.method, &seen.target), (method, path), "{what}");
-            } else {
-                assert_eq!(reply.status, 403, "{what}: {:?}", reply.body);
-                let body = reply.json();
-                assert_eq!(body["error"], "forbidden", "{what}");
-                assert_eq!(body["repo"], repo, "{what}");
-                assert_eq!(body["action"], action.as_str(), "{what}");
-                assert_eq!(reached, 0, "{what}: a denied request reached the upstream");
-            }
-        }
+        let allows = |action| table_allows(role, action);
+        assert_decisions(gate, up, (repo, cases), &auth, allows, role.as_str()).await;
     }
+}
+
+/// Representative requests of each preset on `acme/widgets` (`ACME/widgets`
+/// on Bitbucket Server) and the action each needs, read by [`cases`].
+const GITLAB: &str = "
+    GET    /api/v4/projects/acme%2Fwidgets/issues                  read
+    POST   /api/v4/projects/acme%2Fwidgets/issues/1/notes          comment
+    GET    /acme/widgets.git/info/refs?service=git-upload-pack     clone
+    POST   /api/v4/projects/acme%2Fwidgets/hooks                   integrate
+    GET    /api/v4/projects/acme%2Fwidgets/hooks                   integrate # secrets: even reads
+    POST   /api/v4/projects/acme%2Fwidgets/merge_requests          write
+    POST   /api/v4/projects/acme%2Fwidgets/merge_requests/1/approve review
+    PUT    /api/v4/projects/acme%2Fwidgets                         maintain
+    DELETE /api/v4/projects/acme%2Fwidgets                         maintain
+    GET    /api/v4/projects/acme%2Fwidgets/pipelines/1/variables   maintain # secrets";
+
+const BITBUCKET_CLOUD: &str = "
+    GET    /2.0/repositories/acme/widgets/pullrequests              read
+    POST   /2.0/repositories/acme/widgets/pullrequests/1/comments   comment
+    POST   /2.0/repositories/acme/widgets/hooks                     integrate
+    POST   /2.0/repositories/acme/widgets/pullrequests              write
+    POST   /2.0/repositories/acme/widgets/pullrequests/1/approve    review
+    DELETE /2.0/repositories/acme/widgets                           maintain
+    GET    /2.0/repositories/acme/widgets/branch-restrictions       maintain";
+
+const BITBUCKET_SERVER: &str = "
+    GET    /rest/api/1.0/projects/ACME/repos/widgets/commits                      read
+    GET    /rest/api/latest/projects/ACME/repos/widgets/browse                    read
+    POST   /rest/api/1.0/projects/ACME/repos/widgets/pull-requests/1/comments     comment
+    POST   /rest/api/1.0/projects/ACME/repos/widgets/webhooks                     integrate
+    POST   /rest/api/latest/projects/ACME/repos/widgets/pull-requests             write
+    POST   /rest/api/1.0/projects/ACME/repos/widgets/pull-requests/1/approve      review
+    PUT    /rest/api/latest/projects/ACME/repos/widgets/pull-requests/1/participants/me review
+    DELETE /rest/api/1.0/projects/ACME/repos/widgets                              maintain
+    GET    /rest/api/latest/projects/ACME/repos/widgets/settings/hooks            maintain";
+
+const GIT_HTTP: &str = "
+    GET    /acme/widgets.git/info/refs?service=git-upload-pack     clone
+    POST   /acme/widgets.git/git-upload-pack                       clone
+    GET    /acme/widgets.git/info/refs?service=git-receive-pack    write
+    POST   /acme/widgets.git/git-receive-pack                      write";
+
+/// The scan calls; the finish call names no repository.
+const SCA_SCAN: &str = "
+    POST   /api/1.0/open/uploads/dependencies/files?repositoryName=acme%2Fwidgets scan
+    POST   /api/1.0/open/finishes/dependencies/files/uploads       scan";
+
+/// Each preset with its cases, the repository they are written for, and how
+/// its clients send a token (git clients as the Basic password).
+type Preset = (&'static str, &'static str, &'static str, fn(&str) -> String);
+
+const PRESETS: [Preset; 5] = [
+    ("gitlab", GITLAB, "acme/widgets", bearer),
+    ("bitbucket_cloud", BITBUCKET_CLOUD, "acme/widgets", bearer),
+    ("bitbucket_server", BITBUCKET_SERVER, "ACME/widgets", bearer),
+    ("git_http", GIT_HTTP, "acme/widgets", basic),
+    ("sca_scan", SCA_SCAN, "acme/widgets", bearer),
+];
+
+/// `repo` and `cases` moved to the repository named `name` instead of `widgets`.
+fn renamed(repo: &str, cases: &[Case], name: &str) -> (String, Vec<Case>) {
+    let rename =
+        |(method, path, action): &Case| (method.clone(), path.replace("widgets", name), *action);
+    (
+        repo.replace("widgets", name),
+        cases.iter().map(rename).collect(),
+    )
 }
 
 /// A gateway serving `preset` at `/`, with `repo` registered.
@@ -109,62 +190,28 @@ async fn preset_gateway(preset: &str, repo: &str) -> (TestUpstream, Gate) {
 #[tokio::test]
 async fn gitlab_preset_allows_each_action_exactly_to_the_roles_that_hold_it() {
     let (up, gate) = preset_gateway("gitlab", "acme/widgets").await;
-    let cases = cases(
-        "GET    /api/v4/projects/acme%2Fwidgets/issues                  read
-         POST   /api/v4/projects/acme%2Fwidgets/issues/1/notes          comment
-         GET    /acme/widgets.git/info/refs?service=git-upload-pack     clone
-         POST   /api/v4/projects/acme%2Fwidgets/hooks                   integrate
-         GET    /api/v4/projects/acme%2Fwidgets/hooks                   integrate # secrets: even reads
-         POST   /api/v4/projects/acme%2Fwidgets/merge_requests          write
-         POST   /api/v4/projects/acme%2Fwidgets/merge_requests/1/approve review
-         PUT    /api/v4/projects/acme%2Fwidgets                         maintain
-         DELETE /api/v4/projects/acme%2Fwidgets                         maintain
-         GET    /api/v4/projects/acme%2Fwidgets/pipelines/1/variables   maintain # secrets",
-    );
+    let cases = cases(GITLAB);
     assert_role_table(&gate, &up, "acme/widgets", &cases, bearer).await;
 }
 
 #[tokio::test]
 async fn bitbucket_cloud_preset_follows_the_role_table() {
     let (up, gate) = preset_gateway("bitbucket_cloud", "acme/widgets").await;
-    let cases = cases(
-        "GET    /2.0/repositories/acme/widgets/pullrequests              read
-         POST   /2.0/repositories/acme/widgets/pullrequests/1/comments   comment
-         POST   /2.0/repositories/acme/widgets/hooks                     integrate
-         POST   /2.0/repositories/acme/widgets/pullrequests              write
-         POST   /2.0/repositories/acme/widgets/pullrequests/1/approve    review
-         DELETE /2.0/repositories/acme/widgets                           maintain
-         GET    /2.0/repositories/acme/widgets/branch-restrictions       maintain",
-    );
+    let cases = cases(BITBUCKET_CLOUD);
     assert_role_table(&gate, &up, "acme/widgets", &cases, bearer).await;
 }
 
 #[tokio::test]
 async fn bitbucket_server_preset_follows_the_role_table_under_both_api_versions() {
     let (up, gate) = preset_gateway("bitbucket_server", "ACME/widgets").await;
-    let cases = cases(
-        "GET    /rest/api/1.0/projects/ACME/repos/widgets/commits                      read
-         GET    /rest/api/latest/projects/ACME/repos/widgets/browse                    read
-         POST   /rest/api/1.0/projects/ACME/repos/widgets/pull-requests/1/comments     comment
-         POST   /rest/api/1.0/projects/ACME/repos/widgets/webhooks                     integrate
-         POST   /rest/api/latest/projects/ACME/repos/widgets/pull-requests             write
-         POST   /rest/api/1.0/projects/ACME/repos/widgets/pull-requests/1/approve      review
-         PUT    /rest/api/latest/projects/ACME/repos/widgets/pull-requests/1/participants/me review
-         DELETE /rest/api/1.0/projects/ACME/repos/widgets                              maintain
-         GET    /rest/api/latest/projects/ACME/repos/widgets/settings/hooks            maintain",
-    );
+    let cases = cases(BITBUCKET_SERVER);
     assert_role_table(&gate, &up, "ACME/widgets", &cases, bearer).await;
 }
 
 #[tokio::test]
 async fn git_http_preset_lets_viewers_clone_and_only_writers_push() {
     let (up, gate) = preset_gateway("git_http", "acme/widgets").await;
-    let cases = cases(
-        "GET    /acme/widgets.git/info/refs?service=git-upload-pack     clone
-         POST   /acme/widgets.git/git-upload-pack                       clone
-         GET    /acme/widgets.git/info/refs?service=git-receive-pack    write
-         POST   /acme/widgets.git/git-receive-pack                      write",
-    );
+    let cases = cases(GIT_HTTP);
     assert_role_table(&gate, &up, "acme/widgets", &cases, basic).await;
 
     // A service named twice could be read either way, so no rule takes it.
@@ -240,12 +287,13 @@ async fn sca_scan_is_refused_to_a_company_admin_enterprise_token() {
     assert_eq!(up.count(), 0);
 }
 
-/// A gitlab gateway under `[account]` with `plan` and a `viewer` default role.
-async fn plan_gateway(plan: &str) -> (TestUpstream, Gate) {
+/// A gateway serving `preset` at `/` under `[account]` with `plan` and a
+/// `viewer` default role, no repository registered yet.
+async fn plan_gateway(plan: &str, preset: &str) -> (TestUpstream, Gate) {
     let up = upstream().await;
     let account = format!("[account]\nplan = \"{plan}\"\ndefault_role = \"viewer\"\n");
-    let route = "[[routes]]\nprefix = \"/\"\nupstream = \"up\"\npreset = \"gitlab\"\n";
-    let gate = gateway(&format!("{account}{}", upstream_route(&up, route))).await;
+    let route = format!("[[routes]]\nprefix = \"/\"\nupstream = \"up\"\npreset = \"{preset}\"\n");
+    let gate = gateway(&format!("{account}{}", upstream_route(&up, &route))).await;
     (up, gate)
 }
 
@@ -255,27 +303,53 @@ fn project(repo: &str, tail: &str) -> String {
 }
 
 #[tokio::test]
-async fn premium_user_token_is_reviewer_on_repos_of_its_minting_and_nothing_on_later_ones() {
-    let (up, gate) = plan_gateway("premium").await;
-    gate.add_repo("acme/old").await;
-    let auth = bearer(&gate.mint(false, &[]).await);
-    gate.add_repo("acme/new").await;
+async fn user_tokens_are_reviewer_on_repos_of_their_minting_and_nothing_else_in_each_preset() {
+    for plan in ["freemium", "premium"] {
+        // Only admin tokens hold `scan`: sca_scan has its own tests.
+        for (preset, table, repo, auth) in PRESETS.iter().filter(|p| p.0 != "sca_scan") {
+            let (up, gate) = plan_gateway(plan, preset).await;
+            gate.add_repo(repo).await;
+            let token = auth(&gate.mint(false, &[]).await);
+            let minted_on = cases(table);
+            // The viewer default role is for enterprise tokens; it must not leak in.
+            let later = renamed(repo, &minted_on, "gadgets");
+            gate.add_repo(&later.0).await;
+            let unregistered = renamed(repo, &minted_on, "ghost");
 
-    let approve = project("old", "/merge_requests/1/approve");
-    assert_eq!(call(&gate, Method::POST, &approve, &auth).await.status, 200);
-    let settings = project("old", "");
-    assert_eq!(call(&gate, Method::PUT, &settings, &auth).await.status, 403);
-    assert_eq!(up.count(), 1);
+            let who = |repo: &str| format!("{plan} user token via {preset} on {repo}");
+            let reviewer = |action| table_allows(Role::Reviewer, action);
+            assert_decisions(&gate, &up, (repo, &minted_on), &token, reviewer, &who(repo)).await;
+            for (repo, cases) in [later, unregistered] {
+                let nothing = |_| false;
+                assert_decisions(&gate, &up, (&repo, &cases), &token, nothing, &who(&repo)).await;
+            }
+        }
+    }
+}
 
-    let later = call(&gate, Method::GET, &project("new", "/issues"), &auth).await;
-    assert_eq!(later.status, 403, "{:?}", later.body);
-    assert_eq!(later.json()["repo"], "acme/new");
-    assert_eq!(up.count(), 1);
+#[tokio::test]
+async fn admin_tokens_of_every_plan_hold_every_action_on_every_repo_in_each_preset() {
+    for plan in ["freemium", "premium", "enterprise"] {
+        for (preset, table, repo, auth) in PRESETS {
+            let (up, gate) = plan_gateway(plan, preset).await;
+            gate.add_repo(repo).await;
+            let token = auth(&gate.mint(true, &[]).await);
+            gate.add_repo(&repo.replace("widgets", "gadgets")).await;
+
+            // Registered before minting, registered after, never registered.
+            for name in ["widgets", "gadgets", "ghost"] {
+                let (repo, cases) = renamed(repo, &cases(table), name);
+                let who = format!("{plan} admin token via {preset} on {repo}");
+                let all = |_| true;
+                assert_decisions(&gate, &up, (&repo, &cases), &token, all, &who).await;
+            }
+        }
+    }
 }
 
 #[tokio::test]
 async fn enterprise_token_gets_the_current_default_role_only_on_later_repos() {
-    let (up, gate) = plan_gateway("enterprise").await;
+    let (up, gate) = plan_gateway("enterprise", "gitlab").await;
     gate.add_repo("acme/granted").await;
     gate.add_repo("acme/existing").await;
     let auth = bearer(&gate.mint(false, &[("acme/granted", Role::Developer)]).await);

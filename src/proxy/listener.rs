@@ -92,10 +92,6 @@ pub async fn serve(
     tokio::pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -106,6 +102,14 @@ pub async fn serve(
                     continue;
                 }
             },
+            () = &mut shutdown => break,
+        };
+        // The permit is taken for a connection in hand: a worker idle in
+        // `accept` must not sit on one while the kernel queues a connection
+        // on another worker's socket. Past the cap, each worker holds at most
+        // one accepted connection unserved until a permit frees.
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);

@@ -1,5 +1,6 @@
 //! Hostile clients: slow and oversized requests, request smuggling, path
-//! tricks and HTTP/2 floods, against a gateway with small limits.
+//! tricks, HTTP/2 floods and more connections than the cap, against a
+//! gateway with small limits.
 //!
 //! Malformed HTTP goes over a raw `TcpStream`, since a real client library
 //! would refuse to send it. Every refusal is checked against what the real
@@ -8,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod connections;
 mod h2_flood;
 mod limits;
 mod paths;
