@@ -6,6 +6,7 @@
 #   MODE=rate benches/load.sh       # latency at a fixed rate (half of nginx's max)
 #   MODE=flood benches/load.sh      # valid traffic during invalid-token and login floods
 #   MODE=profile benches/load.sh    # where repogate's CPU goes under load (perf)
+#   MODE=floor benches/load.sh      # nginx against a bare hyper proxy that checks nothing
 #
 # Knobs: ROUNDS (3), DURATION (10s), CONNS (64), WRK_THREADS (1), RATE (auto),
 # WORKERS (repogate's [server] workers; 0 = one per CPU), FLOOD_RATE (5000 unknown-token req/s).
@@ -18,7 +19,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 WRK_THREADS=${WRK_THREADS:-1}
-UP_PORT=18080 NGINX_PORT=18081 GATE_PORT=18082 ADMIN_PORT=18092
+UP_PORT=18080 NGINX_PORT=18081 GATE_PORT=18082 BARE_PORT=18083 SINK_PORT=18084 ADMIN_PORT=18092
 PATH_Q="/api/v4/projects/acme%2Fwidgets/issues"
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -31,17 +32,18 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     nginx -p "$work/up" -c nginx.conf -s stop 2>/dev/null || true
     nginx -p "$work/px" -c nginx.conf -s stop 2>/dev/null || true
+    nginx -p "$work/sink" -c nginx.conf -s stop 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
 cargo build --release --quiet
-cargo build --release --quiet --example fixed_rate
+cargo build --release --quiet --example fixed_rate --example bare_proxy
 bin=target/release/repogate
 
 # The upstream: nginx answering 200 from memory, one worker.
-mkdir -p "$work/up/logs" "$work/px/logs"
+mkdir -p "$work/up/logs" "$work/px/logs" "$work/sink/logs"
 cat > "$work/up/nginx.conf" <<CONF
 worker_processes 1;
 error_log logs/error.log warn;
@@ -51,6 +53,19 @@ http {
     access_log off;
     keepalive_requests 1000000;
     server { listen 127.0.0.1:$UP_PORT; location / { return 200 "ok\n"; } }
+}
+CONF
+# The flood control: what a flood costs the machine when it hits something
+# that refuses it almost for free (nginx, one worker, 401 from memory).
+cat > "$work/sink/nginx.conf" <<CONF
+worker_processes 1;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$SINK_PORT; location / { return 401; } }
 }
 CONF
 # The baseline: nginx proxy_pass with upstream keepalive, two workers, no access log.
@@ -75,6 +90,7 @@ http {
 CONF
 nginx -p "$work/up" -c nginx.conf
 nginx -p "$work/px" -c nginx.conf
+nginx -p "$work/sink" -c nginx.conf
 
 # repogate: same upstream, a registered repository, an enterprise token.
 hash=$(printf 'bench-password\n' | $bin hash-password)
@@ -126,18 +142,28 @@ run_wrk() {
 
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
+# A B rounds of wrk: nginx, then the target named $1 at URL $2.
 throughput() {
+    local name=${1:-repogate} url=${2:-$gate_url}
     echo "# throughput: $ROUNDS rounds x $DURATION, wrk -t$WRK_THREADS -c$CONNS, authorized GET $PATH_Q"
     echo "# round target   req/s  p50_ms  p99_ms  non2xx"
     ratios=()
     for r in $(seq "$ROUNDS"); do
         read -r n_rps n_p50 n_p99 n_bad n_rest <<<"$(run_wrk "$nginx_url")"
         echo "  $r     nginx    $n_rps  $n_p50  $n_p99  $n_bad $n_rest"
-        read -r g_rps g_p50 g_p99 g_bad g_rest <<<"$(run_wrk "$gate_url")"
-        echo "  $r     repogate $g_rps  $g_p50  $g_p99  $g_bad $g_rest"
+        read -r g_rps g_p50 g_p99 g_bad g_rest <<<"$(run_wrk "$url")"
+        echo "  $r     $name $g_rps  $g_p50  $g_p99  $g_bad $g_rest"
         ratios+=("$(python3 -c "print($g_rps / $n_rps)")")
     done
-    echo "median throughput ratio repogate/nginx: $(median "${ratios[@]}")"
+    echo "median throughput ratio $name/nginx: $(median "${ratios[@]}")"
+}
+
+# The same rounds against a hyper proxy that checks nothing (examples/bare_proxy.rs).
+floor() {
+    target/release/examples/bare_proxy "127.0.0.1:$BARE_PORT" "127.0.0.1:$UP_PORT" "$(nproc)" &
+    pids+=($!)
+    sleep 0.5
+    throughput bare "http://127.0.0.1:$BARE_PORT$PATH_Q"
 }
 
 fixed_rate() {
@@ -153,25 +179,38 @@ fixed_rate() {
     done
 }
 
+# Valid traffic alone and beside floods. The flood generator runs on the
+# same two cores, so the same flood is also aimed at a sink that refuses it
+# almost for free: the drop there is the generator's own cost to the machine,
+# and the rest of the drop beside the real flood is repogate's.
 flood() {
-    local bad_token
-    bad_token=$($bin token create -d flood --grant acme/widgets=developer --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-    echo "# valid traffic alone, then beside an invalid-token flood, then beside a login flood"
-    read -r base _ <<<"$(run_wrk "$gate_url")"
-    echo "  alone:                 $base req/s"
-    # Well-formed tokens with unknown ids (a fresh checksum each) and a wrong secret for a real id.
-    target/release/examples/fixed_rate --url "$gate_url" --rate "${FLOOD_RATE:-5000}" --duration "$DURATION" --unknown-tokens >/dev/null &
-    local flood_pid=$!
-    read -r during _ <<<"$(run_wrk "$gate_url")"
-    wait "$flood_pid" || true
-    echo "  during token flood (${FLOOD_RATE:-5000}/s): $during req/s ($(python3 -c "print(f'{($during - $base) / $base * 100:+.1f}%')"))"
-    target/release/examples/fixed_rate --url "http://127.0.0.1:$ADMIN_PORT/admin/v1/login" --rate 200 --duration "$DURATION" \
-        --method POST --body '{"user":"bench","password":"wrong"}' >/dev/null &
-    flood_pid=$!
-    read -r during _ <<<"$(run_wrk "$gate_url")"
-    wait "$flood_pid" || true
-    echo "  during login flood:    $during req/s ($(python3 -c "print(f'{($during - $base) / $base * 100:+.1f}%')"))"
-    : "$bad_token"
+    local rate=${FLOOD_RATE:-5000} alone=() by_token=() by_sink=() by_login=()
+    echo "# valid traffic alone; beside $rate req/s of unknown-id tokens (at repogate, then at a sink); beside 200 req/s of wrong-password logins; $ROUNDS rounds"
+    # Runs wrk on repogate while fixed_rate sends to $1 with the rest of the arguments.
+    beside() {
+        local url=$1
+        shift
+        target/release/examples/fixed_rate --url "$url" --duration "$DURATION" "$@" >/dev/null &
+        local flood_pid=$!
+        read -r rps _ <<<"$(run_wrk "$gate_url")"
+        wait "$flood_pid" || true
+        echo "$rps"
+    }
+    for r in $(seq "$ROUNDS"); do
+        read -r base _ <<<"$(run_wrk "$gate_url")"
+        local t s l
+        t=$(beside "$gate_url" --rate "$rate" --unknown-tokens)
+        s=$(beside "http://127.0.0.1:$SINK_PORT$PATH_Q" --rate "$rate" --unknown-tokens)
+        l=$(beside "http://127.0.0.1:$ADMIN_PORT/admin/v1/login" --rate 200 --method POST \
+            --body '{"user":"bench","password":"wrong"}')
+        echo "  $r alone $base  token flood $t  same flood at the sink $s  login flood $l req/s"
+        alone+=("$base") by_token+=("$t") by_sink+=("$s") by_login+=("$l")
+    done
+    local a
+    a=$(median "${alone[@]}")
+    change() { python3 -c "print(f'{($1 - $a) / $a * 100:+.1f}%')"; }
+    t=$(median "${by_token[@]}") s=$(median "${by_sink[@]}") l=$(median "${by_login[@]}")
+    echo "medians: alone $a; token flood $t ($(change "$t")); same flood at the sink $s ($(change "$s")); login flood $l ($(change "$l"))"
 }
 
 # A CPU profile of repogate under wrk load (software clock; see BENCHMARKS.md).
@@ -187,6 +226,7 @@ profile() {
 
 case "$MODE" in
     throughput) throughput ;;
+    floor) floor ;;
     profile) profile ;;
     hold)
         # Keep everything running for hands-on experiments until interrupted.
@@ -194,5 +234,5 @@ case "$MODE" in
         sleep infinity ;;
     rate) fixed_rate ;;
     flood) flood ;;
-    *) echo "MODE must be throughput, rate or flood" >&2; exit 2 ;;
+    *) echo "MODE must be throughput, floor, rate, flood, profile or hold" >&2; exit 2 ;;
 esac
