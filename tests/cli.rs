@@ -91,6 +91,16 @@ impl World {
         World { up, gate }
     }
 
+    /// A gateway with `acme/widgets` (alias `42`) registered through the CLI.
+    async fn with_widgets() -> World {
+        let world = World::start().await;
+        world
+            .repogate(&["repo", "add", "acme/widgets", "--alias", "42"])
+            .await
+            .ok();
+        world
+    }
+
     /// `http://ADMIN_ADDR`, as `--admin-url` takes it.
     fn admin_url(&self) -> String {
         format!("http://{}", self.gate.running.admin_addr)
@@ -285,11 +295,7 @@ async fn the_admin_url_may_come_from_the_environment_instead_of_the_flag() {
 
 #[tokio::test]
 async fn a_token_created_on_the_command_line_works_through_the_proxy() {
-    let world = World::start().await;
-    world
-        .repogate(&["repo", "add", "acme/widgets", "--alias", "42"])
-        .await
-        .ok();
+    let world = World::with_widgets().await;
     world.repogate(&["repo", "add", "acme/gadgets"]).await.ok();
 
     let (_, token) = world
@@ -367,11 +373,7 @@ async fn a_full_token_given_to_token_revoke_is_not_echoed_back() {
 
 #[tokio::test]
 async fn token_create_with_json_prints_the_record_and_the_token_once() {
-    let world = World::start().await;
-    world
-        .repogate(&["repo", "add", "acme/widgets", "--alias", "42"])
-        .await
-        .ok();
+    let world = World::with_widgets().await;
 
     let before = SystemTime::now();
     let created = world
@@ -423,11 +425,7 @@ async fn token_create_with_json_prints_the_record_and_the_token_once() {
 
 #[tokio::test]
 async fn token_list_shows_a_table_for_people_and_json_and_never_a_secret() {
-    let world = World::start().await;
-    world
-        .repogate(&["repo", "add", "acme/widgets", "--alias", "42"])
-        .await
-        .ok();
+    let world = World::with_widgets().await;
     let (ci, ci_token) = world
         .create("CI for widgets", &["acme/widgets=developer"])
         .await;
@@ -491,11 +489,7 @@ async fn token_list_shows_a_table_for_people_and_json_and_never_a_secret() {
 
 #[tokio::test]
 async fn token_export_writes_the_chosen_columns_of_the_filtered_tokens_to_a_file() {
-    let world = World::start().await;
-    world
-        .repogate(&["repo", "add", "acme/widgets", "--alias", "42"])
-        .await
-        .ok();
+    let world = World::with_widgets().await;
     world.repogate(&["repo", "add", "acme/gadgets"]).await.ok();
     let (ci, ci_token) = world
         .create("CI for widgets", &["acme/widgets=developer"])

@@ -155,7 +155,7 @@ mod tests {
                         if i > 0 {
                             text.push_str("; ");
                         }
-                        text.push_str(&format!("{repo}={}", role_name(*role)));
+                        text.push_str(&format!("{repo}={}", role.as_str()));
                     }
                     text
                 }
@@ -166,18 +166,6 @@ mod tests {
             "last_used_at" => or_empty(&row.last_used_at),
             "revoked_at" => or_empty(&row.revoked_at),
             other => panic!("no column {other}"),
-        }
-    }
-
-    fn role_name(role: Role) -> &'static str {
-        match role {
-            Role::NoAccess => "no_access",
-            Role::Viewer => "viewer",
-            Role::Developer => "developer",
-            Role::Reviewer => "reviewer",
-            Role::Maintainer => "maintainer",
-            Role::RepositoryAdmin => "repository_admin",
-            Role::CompanyAdmin => "company_admin",
         }
     }
 
