@@ -28,21 +28,10 @@ fn assert_rfc3339(cell: &str) -> SystemTime {
     humantime::parse_rfc3339(cell).unwrap_or_else(|e| panic!("{cell:?}: {e}"))
 }
 
-/// The export's rows, header first, read with the `csv` crate.
+/// The export's rows, header first.
 fn rows(reply: &Reply) -> Vec<Vec<String>> {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(reply.body.as_ref());
-    reader
-        .records()
-        .map(|r| {
-            r.expect("the export is valid CSV")
-                .iter()
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect()
+    csv_records(&reply.body)
 }
 
 #[tokio::test]

@@ -328,3 +328,18 @@ pub fn table_allows(role: Role, action: repogate::access::Action) -> bool {
     };
     actions.contains(&action)
 }
+
+/// Every record of a CSV text, the header included, read with the `csv` crate.
+pub fn csv_records(bytes: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes)
+        .records()
+        .map(|r| {
+            r.expect("the export is valid CSV")
+                .iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
