@@ -42,9 +42,10 @@ cargo build --release --quiet
 cargo build --release --quiet --example fixed_rate --example bare_proxy
 bin=target/release/repogate
 
-# The upstream: nginx answering 200 from memory, one worker.
-mkdir -p "$work/up/logs" "$work/px/logs" "$work/sink/logs"
-cat > "$work/up/nginx.conf" <<CONF
+# One nginx worker in $1 on port $2 answering `return $3` from memory.
+static_nginx() {
+    mkdir -p "$work/$1/logs"
+    cat > "$work/$1/nginx.conf" <<CONF
 worker_processes 1;
 error_log logs/error.log warn;
 pid logs/nginx.pid;
@@ -52,22 +53,15 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    server { listen 127.0.0.1:$UP_PORT; location / { return 200 "ok\n"; } }
+    server { listen 127.0.0.1:$2; location / { return $3; } }
 }
 CONF
-# The flood control: what a flood costs the machine when it hits something
-# that refuses it almost for free (nginx, one worker, 401 from memory).
-cat > "$work/sink/nginx.conf" <<CONF
-worker_processes 1;
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$SINK_PORT; location / { return 401; } }
 }
-CONF
+# The upstream answers 200. The flood control (a sink) shows what a flood
+# costs the machine when it hits something that refuses it almost for free.
+static_nginx up "$UP_PORT" '200 "ok\n"'
+static_nginx sink "$SINK_PORT" 401
+mkdir -p "$work/px/logs"
 # The baseline: nginx proxy_pass with upstream keepalive, two workers, no access log.
 cat > "$work/px/nginx.conf" <<CONF
 worker_processes 2;
