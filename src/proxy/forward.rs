@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::error::ProxyError;
 use super::headers::{self, ClientInfo};
-use super::pool::{self, Checkin, ConnectError, Pool, SendError};
+use super::pool::{self, Conn, ConnectError, Pool, SendError};
 use super::{ProxyBody, RequestBody};
 use crate::config;
 use crate::tls;
@@ -170,7 +170,7 @@ impl Upstream {
             }
             tokio::time::sleep(self.timeout).await;
         };
-        let (response, checkin) = tokio::select! {
+        let (response, conn) = tokio::select! {
             result = exchange => result?,
             () = deadline => {
                 let seconds = self.timeout.as_secs();
@@ -180,7 +180,7 @@ impl Upstream {
 
         let (mut head, body) = response.into_parts();
         headers::prepare_response(&mut head.headers);
-        let on_end = Some(OnEnd::Checkin(checkin));
+        let on_end = Some(OnEnd::Release(conn));
         let body = TimedBody::new(body, self.timeout, on_end, || Box::new(UpstreamStalled));
         Ok(Response::from_parts(
             head,
@@ -193,7 +193,7 @@ impl Upstream {
     async fn exchange(
         &self,
         request: Request<pool::Body>,
-    ) -> Result<(Response<Incoming>, Checkin), ProxyError> {
+    ) -> Result<(Response<Incoming>, Conn), ProxyError> {
         let worker = WORKER.with(|w| w.get());
         let conn = self
             .pool
@@ -277,7 +277,7 @@ pub enum OnEnd {
     /// A request body: start the upstream's clock.
     Sent(oneshot::Sender<()>),
     /// A response body: its connection is free for the next request.
-    Checkin(Checkin),
+    Release(Conn),
 }
 
 impl OnEnd {
@@ -286,7 +286,7 @@ impl OnEnd {
             OnEnd::Sent(sent) => {
                 let _ = sent.send(());
             }
-            OnEnd::Checkin(checkin) => checkin.release(),
+            OnEnd::Release(conn) => conn.release(),
         }
     }
 }

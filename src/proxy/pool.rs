@@ -67,15 +67,10 @@ pub struct Pool {
     idle: Box<[IdleList]>,
 }
 
-/// A connection checked out for one exchange.
+/// A connection checked out for one exchange. Once sent on, the response
+/// body holds it and releases it to its worker's idle list when it ends;
+/// dropped instead, it closes.
 pub struct Conn {
-    sender: http1::SendRequest<Body>,
-    home: IdleList,
-}
-
-/// Gives a connection back to its worker's idle list; held by the response
-/// body until it ends.
-pub struct Checkin {
     sender: http1::SendRequest<Body>,
     home: IdleList,
 }
@@ -146,19 +141,18 @@ impl Pool {
     }
 }
 
-/// Whether an idle connection is ready for a request. It was checked in as
+/// Whether an idle connection is ready for a request. It was released as
 /// its response body ended, and its task may not have run since; one turn of
 /// the event loop settles that. A connection still busy after it (its request
 /// body still going, which happens when the upstream answered early) is
 /// dropped, and closes once that exchange is over.
 async fn ready_soon(sender: &mut http1::SendRequest<Body>) -> bool {
-    for _ in 0..2 {
-        match poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
-            Poll::Ready(ready) => return ready.is_ok(),
-            Poll::Pending => tokio::task::yield_now().await,
-        }
+    if let Poll::Ready(ready) = poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await {
+        return ready.is_ok();
     }
-    false
+    tokio::task::yield_now().await;
+    let ready = poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
+    matches!(ready, Poll::Ready(Ok(())))
 }
 
 fn pop(home: &IdleList) -> Option<Idle> {
@@ -176,15 +170,9 @@ impl Conn {
     pub async fn send(
         mut self,
         request: Request<Body>,
-    ) -> Result<(Response<Incoming>, Checkin), SendError> {
+    ) -> Result<(Response<Incoming>, Conn), SendError> {
         match self.sender.try_send_request(request).await {
-            Ok(response) => Ok((
-                response,
-                Checkin {
-                    sender: self.sender,
-                    home: self.home,
-                },
-            )),
+            Ok(response) => Ok((response, self)),
             Err(mut e) => match e.take_message() {
                 Some(request) => Err(SendError::Unsent(Box::new(request), e.into_error())),
                 None => Err(SendError::Failed(e.into_error())),
@@ -201,7 +189,7 @@ pub enum SendError {
     Failed(hyper::Error),
 }
 
-impl Checkin {
+impl Conn {
     /// Returns the connection to its worker's idle list.
     pub fn release(self) {
         let mut idle = lock(&self.home);
