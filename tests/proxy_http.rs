@@ -542,9 +542,7 @@ async fn graceful_shutdown_answers_the_request_in_flight_and_takes_no_new_connec
         dir.path().join("db").display(),
         up.addr,
     );
-    let path = dir.path().join("repogate.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = repogate::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let config = load_config(&dir, &text);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let until = async {
         let _ = stopped.await;

@@ -220,15 +220,7 @@ async fn an_expired_session_is_refused() {
         dir.path().join("db").display(),
         admin_user()
     );
-    let path = dir.path().join("repogate.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = repogate::config::load(&path)
-        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-    let running = repogate::app::start(config, std::future::pending())
-        .await
-        .unwrap();
-    let base = format!("http://{}", running.proxy_addr);
-    let gate = Gate { dir, running, base };
+    let gate = gateway_from_text(dir, &text).await;
 
     let session = login(&gate, "admin", "pw").await.json()["session"]
         .as_str()

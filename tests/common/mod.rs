@@ -233,10 +233,21 @@ pub fn config_text(dir: &TempDir, rest: &str) -> String {
 pub async fn gateway(rest: &str) -> Gate {
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(&dir, rest);
+    gateway_from_text(dir, &text).await
+}
+
+/// Writes `text` as the config file in `dir` and loads it; an invalid file
+/// fails the test with its text.
+pub fn load_config(dir: &TempDir, text: &str) -> repogate::config::Config {
     let path = dir.path().join("repogate.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = repogate::config::load(&path)
-        .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
+    std::fs::write(&path, text).unwrap();
+    repogate::config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"))
+}
+
+/// Starts a plain-HTTP gateway from a whole config `text` (listeners
+/// included), its file and store in `dir`.
+pub async fn gateway_from_text(dir: TempDir, text: &str) -> Gate {
+    let config = load_config(&dir, text);
     let running = app::start(config, std::future::pending()).await.unwrap();
     let base = format!("http://{}", running.proxy_addr);
     Gate { dir, running, base }

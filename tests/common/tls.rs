@@ -98,9 +98,7 @@ pub async fn tls_gateway(rest: &str) -> (Gate, Https) {
         key.display(),
         dir.path().join("db").display()
     );
-    let path = dir.path().join("repogate.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = repogate::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let config = crate::common::load_config(&dir, &text);
     let running = repogate::app::start(config, std::future::pending())
         .await
         .unwrap();

@@ -44,14 +44,7 @@ async fn capped(max_connections: usize, workers: usize) -> Capped {
         dir.path().join("db").display(),
         upstream_route(&up, route),
     );
-    let path = dir.path().join("repogate.toml");
-    std::fs::write(&path, &text).unwrap();
-    let config = repogate::config::load(&path).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let running = repogate::app::start(config, std::future::pending())
-        .await
-        .unwrap();
-    let base = format!("http://{}", running.proxy_addr);
-    let gate = Gate { dir, running, base };
+    let gate = gateway_from_text(dir, &text).await;
     gate.add_repo("acme/widgets").await;
     let token = gate.mint(false, &[("acme/widgets", Role::Viewer)]).await;
     Capped {

@@ -91,15 +91,7 @@ impl Hostile {
             dir.path().join("db").display(),
             upstream_route(&up, routes),
         );
-        let path = dir.path().join("repogate.toml");
-        std::fs::write(&path, &text).unwrap();
-        let config = repogate::config::load(&path)
-            .unwrap_or_else(|e| panic!("test config invalid: {e}\n{text}"));
-        let running = repogate::app::start(config, std::future::pending())
-            .await
-            .unwrap();
-        let base = format!("http://{}", running.proxy_addr);
-        let gate = Gate { dir, running, base };
+        let gate = gateway_from_text(dir, &text).await;
 
         for repo in [
             "acme/widgets",
